@@ -1,0 +1,50 @@
+# One command per check. `make help` lists them. Every target creates the virtualenv it needs.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: help test test-all quality demo broker upgrade requirements dev clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Stamps re-install only when the pinned requirements or setup.py change.
+$(VENV)/.installed-%: requirements/%.txt requirements/pip.txt setup.py | $(BIN)/python
+	$(BIN)/python -m pip install -q -r requirements/pip.txt
+	$(BIN)/python -m pip install -q -r requirements/$*.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+requirements: $(VENV)/.installed-test ## install the pinned test requirements into .venv
+
+dev: $(VENV)/.installed-dev ## install every development tool into .venv
+
+test: $(VENV)/.installed-test ## run the whole test suite, real-broker tests included
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-all: $(VENV)/.installed-dev ## run the suite under each supported Django version (tox)
+	$(BIN)/tox
+
+quality: $(VENV)/.installed-quality ## ruff and mypy over the package, tests and scripts
+	$(BIN)/ruff check edx_event_bus_kafka tests scripts setup.py manage.py
+	$(BIN)/mypy edx_event_bus_kafka tests scripts
+
+demo: $(VENV)/.installed-test ## start the embedded broker and send an event through it end to end
+	$(BIN)/python scripts/demo.py
+
+broker: $(VENV)/.installed-test ## run an embedded broker on 127.0.0.1:9092 in the foreground
+	$(BIN)/python manage.py run_embedded_broker --port 9092
+
+upgrade: $(VENV)/.installed-dev ## re-pin requirements/*.txt from the .in files
+	cd requirements && for layer in pip base test quality doc dev; do \
+		../$(BIN)/pip-compile -q --upgrade --allow-unsafe --strip-extras --no-emit-index-url \
+			--no-emit-find-links $$layer.in -o $$layer.txt || exit 1; done
+
+clean: ## remove the virtualenv and build output
+	rm -rf $(VENV) .tox build dist *.egg-info .mypy_cache .ruff_cache

@@ -1,0 +1,344 @@
+"""
+Every Django setting of the event bus, read into one frozen, typed object.
+
+Each setting is declared once below as a :class:`SettingSpec`, whose ``description`` is the
+documentation: ``scripts/render_settings_doc.py`` renders ``docs/reference/settings.rst`` from
+these blocks. Settings are read lazily (never at import time) by :func:`get_settings`, cached, and
+the cache is cleared when a test changes a setting.
+
+Invalid values are reported all at once, each naming the setting, the value (redacted when secret)
+and the fix. Secrets are wrapped in :class:`Secret`, whose ``repr`` and ``str`` never show them.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Mapping
+
+from django.conf import settings as django_settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from .errors import ConfigurationError
+from .librdkafka_options import check_librdkafka_options
+from .secrets import Secret, redact_options, redact_url
+
+__all__ = ["EventBusSettings", "SETTING_SPECS", "Secret", "get_settings", "settings_problems"]
+
+
+class InvalidSetting(ValueError):
+    """Raised by a parser; the message says what is wrong and how to fix it."""
+
+
+Parser = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One Django setting: its name, default, parser and documentation."""
+
+    name: str
+    attribute: str
+    default: Any
+    parse: Parser
+    description: str
+    secret: bool = False
+    reference: bool = True  # also a setting of the reference implementation
+
+    def shown(self, value: Any) -> str:
+        """The value as it may appear in an error message."""
+        if self.secret:
+            return "'********'" if value else repr(value)
+        if isinstance(value, Mapping):
+            return repr(redact_options(value))
+        if isinstance(value, str) and "://" in value:
+            return repr(redact_url(value))
+        return repr(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsers. Each takes the raw value and returns the typed one, or raises InvalidSetting.
+
+def _optional_text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidSetting("must be a string or None")
+    return value
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidSetting("must be a string")
+    return value
+
+
+def _optional_secret(value: Any) -> Secret | None:
+    text = _optional_text(value)
+    return Secret(text) if text else None
+
+
+def _secret(value: Any) -> Secret:
+    return Secret(_text(value))
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidSetting("must be True or False (a string such as 'false' would count as true)")
+    return value
+
+
+def _number(*, minimum: float, inclusive: bool) -> Parser:
+    def parse(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidSetting("must be a number of seconds")
+        if value < minimum or (not inclusive and value == minimum):
+            bound = f">= {minimum}" if inclusive else f"> {minimum}"
+            raise InvalidSetting(f"must be {bound}")
+        return float(value)
+    return parse
+
+
+def _optional_positive_int(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidSetting("must be a whole number >= 1, or None for no limit")
+    return value
+
+
+_HOST_PORT = re.compile(
+    r"^(?:[A-Za-z_]+://)?"                      # optional listener protocol, e.g. SASL_SSL://
+    r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)"   # [IPv6] or hostname / IPv4
+    r"(?::(?P<port>\d{1,5}))?$"
+)
+
+
+def _bootstrap_servers(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, (list, tuple)):
+        entries = list(value)
+    elif isinstance(value, str):
+        entries = value.split(",")
+    else:
+        raise InvalidSetting("must be a comma-separated string of host:port pairs, e.g. 'kafka1:9092,kafka2:9092'")
+    cleaned = []
+    for entry in entries:
+        entry = entry.strip() if isinstance(entry, str) else entry
+        match = _HOST_PORT.match(entry) if isinstance(entry, str) else None
+        port = match.group("port") if match else None
+        if not match or (port is not None and not 0 < int(port) < 65536):
+            raise InvalidSetting(
+                f"entry {entry!r} is not host:port; use a comma-separated list such as 'kafka1:9092,kafka2:9092'"
+            )
+        cleaned.append(entry)
+    return ",".join(cleaned)
+
+
+def _registry_url(value: Any) -> str | None:
+    text = _optional_text(value)
+    if text is None:
+        return None
+    urls = [part.strip() for part in text.split(",")]
+    for url in urls:
+        if not re.match(r"^(https?|mock)://[^/\s]+", url):
+            raise InvalidSetting(
+                "must be an http(s):// URL of a Confluent-compatible schema registry, e.g. 'https://registry:8081'"
+            )
+    return ",".join(urls)
+
+
+def _librdkafka_options(kind: str) -> Parser:
+    def parse(value: Any) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise InvalidSetting("must be a dict of librdkafka option names to values")
+        problems = check_librdkafka_options(dict(value), kind)
+        if problems:
+            raise InvalidSetting("; ".join(problems))
+        return dict(value)
+    return parse
+
+
+# ---------------------------------------------------------------------------------------------
+# The settings. Keep the reference's names, defaults and meanings; add new ones at the end.
+
+SETTING_SPECS: tuple[SettingSpec, ...] = (
+    SettingSpec(
+        "EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS", "bootstrap_servers", None, _bootstrap_servers,
+        "Comma-separated ``host:port`` list of Kafka brokers to bootstrap from. Required for "
+        "producing and consuming; when unset, ``create_producer()`` returns ``None`` and events are "
+        "not sent to the bus.",
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL", "schema_registry_url", None, _registry_url,
+        "URL of a Confluent-compatible Avro schema registry. When set, messages use the Confluent "
+        "wire format (magic byte, schema id) and schemas are registered under "
+        "``{full_topic}-{record name}``; this is what services running the reference "
+        "implementation need. When unset, messages use Avro single-object encoding, which only "
+        "this implementation reads.",
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_SCHEMA_REGISTRY_API_KEY", "schema_registry_api_key", "", _text,
+        "User name (API key) for basic authentication to the schema registry. Optional.",
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_SCHEMA_REGISTRY_API_SECRET", "schema_registry_api_secret", "", _secret,
+        "Password (API secret) for basic authentication to the schema registry. Optional; never "
+        "logged.",
+        secret=True,
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_API_KEY", "api_key", None, _optional_text,
+        "SASL/PLAIN user name for the Kafka cluster. When both this and "
+        "``EVENT_BUS_KAFKA_API_SECRET`` are set, clients use ``SASL_SSL`` with ``PLAIN``. For "
+        "SCRAM, OAUTHBEARER or mTLS, use the ``*_CONFIG`` pass-through settings instead.",
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_API_SECRET", "api_secret", None, _optional_secret,
+        "SASL/PLAIN password for the Kafka cluster, used with ``EVENT_BUS_KAFKA_API_KEY``. Never "
+        "logged.",
+        secret=True,
+    ),
+    SettingSpec(
+        "EVENT_BUS_TOPIC_PREFIX", "topic_prefix", None, _optional_text,
+        "Prefix added to every topic name, joined with a hyphen: with ``stage``, topic "
+        "``user-login`` becomes ``stage-user-login``. Lets several environments share a cluster.",
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_POLL_INTERVAL_SEC", "poll_interval_sec", 1.0,
+        _number(minimum=0.0, inclusive=False),
+        "How often, in seconds, a background thread polls the producer so delivery reports are "
+        "handled even when no further events are sent.",
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_CONSUMER_POLL_TIMEOUT", "consumer_poll_timeout", 1.0,
+        _number(minimum=0.0, inclusive=True),
+        "How long, in seconds, one consumer poll waits for messages before the loop checks for "
+        "shutdown and health.",
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_CONSUMER_POLL_FAILURE_SLEEP", "consumer_poll_failure_sleep", 1.0,
+        _number(minimum=0.0, inclusive=True),
+        "How long, in seconds, the consumer waits after a failed poll before polling again, so a "
+        "broker outage does not become a busy error loop.",
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_CONSUMER_CONSECUTIVE_ERRORS_LIMIT", "consumer_consecutive_errors_limit", None,
+        _optional_positive_int,
+        "After this many errors in a row (failed polls or failed messages), the consumer exits "
+        "with a non-zero status so its supervisor restarts it with fresh state. ``None`` means no "
+        "limit.",
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_CONSUMERS_ENABLED", "consumers_enabled", True, _flag,
+        "Kill switch: when ``False``, ``consume_events`` exits at start without consuming.",
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_AUDIT_LOGGING_ENABLED", "audit_logging_enabled", True, _flag,
+        "When ``True``, log one INFO line per produced and per consumed event with topic, "
+        "partition, offset, message id and key (never the event data).",
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_PRODUCER_CONFIG", "producer_config", {}, _librdkafka_options("producer"),
+        "Extra librdkafka options for the producer, layered over ours (for example "
+        "``{'compression.type': 'zstd', 'sasl.mechanism': 'SCRAM-SHA-512', ...}``). Unknown "
+        "options are rejected at start-up.",
+        reference=False,
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_CONSUMER_CONFIG", "consumer_config", {}, _librdkafka_options("consumer"),
+        "Extra librdkafka options for consumers, layered over ours. ``group.id`` and the offset "
+        "commit options are owned by the consumer and cannot be set here.",
+        reference=False,
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_ADMIN_CONFIG", "admin_config", {}, _librdkafka_options("admin"),
+        "Extra librdkafka options for admin clients (topic management, status), layered over ours.",
+        reference=False,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class EventBusSettings:
+    """The validated settings. Build it with :func:`get_settings`, never directly."""
+
+    bootstrap_servers: str | None
+    schema_registry_url: str | None
+    schema_registry_api_key: str
+    schema_registry_api_secret: Secret
+    api_key: str | None
+    api_secret: Secret | None
+    topic_prefix: str | None
+    poll_interval_sec: float
+    consumer_poll_timeout: float
+    consumer_poll_failure_sleep: float
+    consumer_consecutive_errors_limit: int | None
+    consumers_enabled: bool
+    audit_logging_enabled: bool
+    producer_config: dict[str, Any]
+    consumer_config: dict[str, Any]
+    admin_config: dict[str, Any]
+
+    def __repr__(self) -> str:
+        shown = []
+        for spec in SETTING_SPECS:
+            value = getattr(self, spec.attribute)
+            shown.append(f"{spec.attribute}={_redacted_value(spec, value)}")
+        return f"EventBusSettings({', '.join(shown)})"
+
+
+def _redacted_value(spec: SettingSpec, value: Any) -> str:
+    return spec.shown(value) if spec.secret or isinstance(value, dict) else repr(value)
+
+
+def _read(source: Any) -> tuple[dict[str, Any], list[str]]:
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for spec in SETTING_SPECS:
+        raw = getattr(source, spec.name, spec.default)
+        try:
+            values[spec.attribute] = spec.parse(raw)
+        except InvalidSetting as error:
+            problems.append(f"{spec.name}={spec.shown(raw)} {error}.")
+    return values, problems
+
+
+def settings_problems(source: Any = None) -> list[str]:
+    """Every problem with the current settings, one line each (empty when all are valid)."""
+    return _read(django_settings if source is None else source)[1]
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> EventBusSettings:
+    """
+    The validated settings, read from Django settings on first use.
+
+    Raises:
+        ConfigurationError: naming every invalid setting.
+    """
+    values, problems = _read(django_settings)
+    if problems:
+        raise ConfigurationError(problems)
+    return EventBusSettings(**values)
+
+
+def _assert_specs_match_fields() -> None:
+    declared = {spec.attribute for spec in SETTING_SPECS}
+    typed = {field.name for field in fields(EventBusSettings)}
+    assert declared == typed, f"settings specs and EventBusSettings differ: {declared ^ typed}"
+
+
+_assert_specs_match_fields()
+
+
+@receiver(setting_changed)
+def _forget_settings(**_kwargs: Any) -> None:
+    """Tests change settings with override_settings; read them again next time."""
+    get_settings.cache_clear()

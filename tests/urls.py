@@ -1,0 +1,2 @@
+"""No URLs: the event bus has no views."""
+urlpatterns: list = []
