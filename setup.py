@@ -20,8 +20,8 @@ def version():
 def requirements(name):
     """Direct requirements from a requirements/*.in file (comments, -c and -r lines skipped)."""
     lines = []
-    for line in read("requirements", name).splitlines():
-        line = line.split("#", 1)[0].strip()
+    for raw_line in read("requirements", name).splitlines():
+        line = raw_line.split("#", 1)[0].strip()
         if line and not line.startswith(("-c", "-r")):
             lines.append(line)
     return lines

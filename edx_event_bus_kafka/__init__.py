@@ -1,5 +1,4 @@
-"""
-Kafka implementation of the Open edX event bus.
+"""Kafka implementation of the Open edX event bus.
 
 The public API is what ``__all__`` lists; everything under ``edx_event_bus_kafka.internal`` may
 change without notice. Names are loaded on first use so that importing the package (for example
@@ -21,7 +20,7 @@ _PUBLIC: dict[str, str] = {
     "ReceiverError": "edx_event_bus_kafka.internal.errors",
 }
 
-__all__ = ["__version__", *_PUBLIC]
+__all__ = ["__version__", *_PUBLIC.keys()]  # noqa: PLE0604 -- keys are the public names
 
 
 def __getattr__(name: str) -> Any:

@@ -10,4 +10,5 @@ class EdxEventBusKafkaConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        """Register the system checks."""
         from . import checks  # noqa: F401 -- importing registers the system checks

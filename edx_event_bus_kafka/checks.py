@@ -1,6 +1,7 @@
-"""
-Django system checks: invalid event bus settings fail ``manage.py check``, ``migrate`` and every
-management command at start-up, with one error per bad setting.
+"""Django system checks for the event bus settings.
+
+Invalid settings fail ``manage.py check``, ``migrate`` and every management command at start-up,
+with one error per bad setting.
 """
 from __future__ import annotations
 

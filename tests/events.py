@@ -1,7 +1,7 @@
 """Sample openedx-events payloads shared by tests, the demo and the benchmark."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from opaque_keys.edx.keys import CourseKey
@@ -17,7 +17,9 @@ def enrollment_event_data(number: int = 1, course: str = "course-v1:edX+DemoX+De
     user = UserData(
         id=number,
         is_active=True,
-        pii=UserPersonalData(username=f"learner{number}", email=f"learner{number}@example.com", name=f"Learner {number}"),
+        pii=UserPersonalData(
+            username=f"learner{number}", email=f"learner{number}@example.com", name=f"Learner {number}"
+        ),
     )
     return {
         "enrollment": CourseEnrollmentData(
@@ -25,7 +27,7 @@ def enrollment_event_data(number: int = 1, course: str = "course-v1:edX+DemoX+De
             course=CourseData(course_key=CourseKey.from_string(course), display_name="Demonstration Course"),
             mode="audit",
             is_active=True,
-            creation_date=datetime(2026, 11, 28, 12, 0, number % 60, tzinfo=timezone.utc),
+            creation_date=datetime(2026, 11, 28, 12, 0, number % 60, tzinfo=UTC),
             created_by=None,
         )
     }

@@ -1,5 +1,4 @@
-"""
-Django settings for the test suite, ``manage.py`` and the demo.
+"""Django settings for the test suite, ``manage.py`` and the demo.
 
 Event bus settings can be given through environment variables of the same name, so test
 subprocesses (``manage.py consume_events`` ...) and the demo reach the embedded broker.
@@ -7,7 +6,7 @@ subprocesses (``manage.py consume_events`` ...) and the demo reach the embedded 
 import json
 import os
 
-SECRET_KEY = "insecure-test-only-key"  # noqa: S105 -- test settings only
+SECRET_KEY = "insecure-test-only-key"
 DEBUG = False
 USE_TZ = True
 TIME_ZONE = "UTC"

@@ -1,5 +1,4 @@
-"""
-librdkafka client configurations and topic names, built from the typed settings in one place.
+"""librdkafka client configurations and topic names, built from the typed settings in one place.
 
 Our defaults come first, then the user's pass-through dict (``EVENT_BUS_KAFKA_*_CONFIG``) is layered
 over them, so SASL/SCRAM, mTLS, OAUTHBEARER, compression and the like need no code change. The

@@ -1,5 +1,4 @@
-"""
-The exception tree of the event bus.
+"""The exception tree of the event bus.
 
 Every error we raise derives from :class:`EventBusKafkaError`, so callers can catch ours without
 catching everything. Each error carries the context it knows (setting, topic, partition, offset,
@@ -17,8 +16,7 @@ class EventBusKafkaError(Exception):
 
 
 class ConfigurationError(EventBusKafkaError, ImproperlyConfigured):
-    """
-    One or more settings are invalid.
+    """One or more settings are invalid.
 
     ``problems`` lists one human-readable line per bad setting; each names the setting, the (redacted
     when secret) value and the fix.
@@ -80,8 +78,7 @@ class MessageContextError(EventBusKafkaError):
 
 
 class UnusableMessageError(MessageContextError):
-    """
-    A message was received but can never be processed as it is.
+    """A message was received but can never be processed as it is.
 
     Bad or missing headers, an unknown event type, an undecodable value: retrying will not help, so
     the message goes to the dead-letter topic at once.

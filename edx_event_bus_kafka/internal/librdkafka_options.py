@@ -1,5 +1,4 @@
-"""
-Validation of librdkafka option dicts passed through settings.
+"""Validation of librdkafka option dicts passed through settings.
 
 librdkafka itself is the authority on which options exist and which values they accept, so each
 option is checked by building a throw-away client with just that option (no broker is contacted
@@ -34,8 +33,7 @@ def _client_factory(kind: str) -> Any:
 
 
 def check_librdkafka_options(options: dict[str, Any], kind: str) -> list[str]:
-    """
-    Problems with a dict of librdkafka options for a client of ``kind``, one line each.
+    """Problems with a dict of librdkafka options for a client of ``kind``, one line each.
 
     Values of credential options are never included in the messages.
     """
@@ -80,5 +78,6 @@ def _check_one(factory: Any, kind: str, name: str, value: Any) -> str | None:
 
 def _describe(error: Exception) -> str:
     kafka_error = error.args[0] if error.args else None
-    text = kafka_error.str() if hasattr(kafka_error, "str") else str(error)
-    return text.strip()
+    describe = getattr(kafka_error, "str", None)
+    text = describe() if callable(describe) else str(error)
+    return str(text).strip()

@@ -1,5 +1,4 @@
-"""
-Keeping secrets out of reprs, logs and error messages.
+"""Keeping secrets out of reprs, logs and error messages.
 
 A :class:`Secret` holds a password or API secret; only :meth:`Secret.reveal` gives the value, at
 the one place a client is built. Option dicts passed to librdkafka or the registry client are
@@ -8,7 +7,8 @@ shown through :func:`redact_options`, and URLs through :func:`redact_url`.
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 MASK = "********"
 

@@ -1,5 +1,4 @@
-"""
-Every Django setting of the event bus, read into one frozen, typed object.
+"""Every Django setting of the event bus, read into one frozen, typed object.
 
 Each setting is declared once below as a :class:`SettingSpec`, whose ``description`` is the
 documentation: ``scripts/render_settings_doc.py`` renders ``docs/reference/settings.rst`` from
@@ -13,8 +12,9 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from django.conf import settings as django_settings
 from django.core.signals import setting_changed
@@ -24,7 +24,7 @@ from .errors import ConfigurationError
 from .librdkafka_options import check_librdkafka_options
 from .secrets import Secret, redact_options, redact_url
 
-__all__ = ["EventBusSettings", "SETTING_SPECS", "Secret", "get_settings", "settings_problems"]
+__all__ = ["SETTING_SPECS", "EventBusSettings", "Secret", "get_settings", "settings_problems"]
 
 
 class InvalidSetting(ValueError):
@@ -127,8 +127,8 @@ def _bootstrap_servers(value: Any) -> str | None:
     else:
         raise InvalidSetting("must be a comma-separated string of host:port pairs, e.g. 'kafka1:9092,kafka2:9092'")
     cleaned = []
-    for entry in entries:
-        entry = entry.strip() if isinstance(entry, str) else entry
+    for raw_entry in entries:
+        entry = raw_entry.strip() if isinstance(raw_entry, str) else raw_entry
         match = _HOST_PORT.match(entry) if isinstance(entry, str) else None
         port = match.group("port") if match else None
         if not match or (port is not None and not 0 < int(port) < 65536):
@@ -317,11 +317,11 @@ def settings_problems(source: Any = None) -> list[str]:
 
 @functools.lru_cache(maxsize=1)
 def get_settings() -> EventBusSettings:
-    """
-    The validated settings, read from Django settings on first use.
+    """The validated settings, read from Django settings on first use.
 
     Raises:
         ConfigurationError: naming every invalid setting.
+
     """
     values, problems = _read(django_settings)
     if problems:

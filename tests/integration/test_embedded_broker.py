@@ -34,7 +34,7 @@ def _consume(bootstrap: str, topic: str, count: int, timeout: float = 20.0) -> t
             if message is None or message.error():
                 continue
             first_after = first_after or time.monotonic() - started
-            values.append(message.value())
+            values.append(bytes(message.value() or b""))
     finally:
         consumer.close()
     return values, first_after or float("nan")

@@ -158,7 +158,10 @@ def test_registry_config_uses_basic_auth_only_when_given():
 
 SECRET_CASES = [
     {"EVENT_BUS_KAFKA_API_KEY": "user", "EVENT_BUS_KAFKA_API_SECRET": SECRET_VALUE},
-    {"EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL": "https://r:8081", "EVENT_BUS_KAFKA_SCHEMA_REGISTRY_API_SECRET": SECRET_VALUE},
+    {
+        "EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL": "https://r:8081",
+        "EVENT_BUS_KAFKA_SCHEMA_REGISTRY_API_SECRET": SECRET_VALUE,
+    },
     {"EVENT_BUS_KAFKA_PRODUCER_CONFIG": {"sasl.password": SECRET_VALUE, "sasl.mechanism": "SCRAM-SHA-512"}},
     {"EVENT_BUS_KAFKA_CONSUMER_CONFIG": {"ssl.key.password": SECRET_VALUE}},
 ]

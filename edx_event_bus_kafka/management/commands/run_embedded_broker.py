@@ -1,5 +1,4 @@
-"""
-``./manage.py run_embedded_broker``: a Kafka-protocol broker in the foreground for local work.
+"""``./manage.py run_embedded_broker``: a Kafka-protocol broker in the foreground for local work.
 
 Data lives in memory and is gone when the command stops (Ctrl-C).
 """
@@ -19,7 +18,9 @@ class Command(BaseCommand):
     help = "Run an embedded Kafka-protocol broker (Tansu, in memory) on loopback until interrupted."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--port", type=int, default=9092, help="Port on 127.0.0.1 (default 9092; 0 = any free port)")
+        parser.add_argument(
+            "--port", type=int, default=9092, help="Port on 127.0.0.1 (default 9092; 0 = any free port)"
+        )
         parser.add_argument("--topic", action="append", default=[], help="Topic to create at start (repeatable)")
         parser.add_argument("--partitions", type=int, default=1, help="Partitions for each --topic (default 1)")
 
