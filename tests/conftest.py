@@ -11,3 +11,23 @@ def event_bus_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture
     """Capture everything the event bus logs, at DEBUG and above."""
     caplog.set_level(logging.DEBUG, logger="edx_event_bus_kafka")
     return caplog
+
+
+@pytest.fixture
+def bus_settings(settings, embedded_kafka_broker):
+    """Django settings pointing the event bus at the embedded broker (no registry)."""
+    settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS = embedded_kafka_broker.bootstrap_servers
+    return settings
+
+
+@pytest.fixture(autouse=True)
+def _fresh_event_bus_state():
+    """Each test starts with no producer, no cached schemas and no recorded telemetry."""
+    from edx_event_bus_kafka.internal import producer, serialization, shutdown
+    from tests.support import telemetry
+
+    telemetry.clear()
+    yield
+    producer.forget_producer(timeout=5)
+    serialization.clear_caches()
+    shutdown.reset_for_tests()

@@ -41,9 +41,6 @@ for _name in _ENV_SETTINGS:
     if os.environ.get(_name):
         globals()[_name] = os.environ[_name]
 
-# JSON-encoded settings for subprocesses, e.g. EVENT_BUS_SETTINGS_JSON='{"EVENT_BUS_KAFKA_...": 1}'.
-for _name, _value in json.loads(os.environ.get("EVENT_BUS_SETTINGS_JSON", "{}")).items():
-    globals()[_name] = _value
 
 LOGGING = {
     "version": 1,
@@ -55,3 +52,19 @@ LOGGING = {
         "edx_event_bus_kafka.librdkafka": {"level": "WARNING"},
     },
 }
+
+# Monitoring goes to a recording backend (New Relic and Datadog cannot run here).
+OPENEDX_TELEMETRY = ["tests.support.telemetry.RecordingBackend"]
+
+# Producing through openedx-events, as a service would configure it.
+EVENT_BUS_PRODUCER = "edx_event_bus_kafka.create_producer"
+EVENT_BUS_CONSUMER = "edx_event_bus_kafka.KafkaEventConsumer"
+EVENT_BUS_PRODUCER_CONFIG = {
+    "org.openedx.learning.course.enrollment.changed.v1": {
+        "learning-course-enrollment": {"event_key_field": "enrollment.course.course_key", "enabled": True},
+    },
+}
+
+# JSON-encoded settings for subprocesses, e.g. EVENT_BUS_SETTINGS_JSON='{"EVENT_BUS_KAFKA_...": 1}'.
+for _name, _value in json.loads(os.environ.get("EVENT_BUS_SETTINGS_JSON", "{}")).items():
+    globals()[_name] = _value

@@ -152,6 +152,36 @@ def _registry_url(value: Any) -> str | None:
     return ",".join(urls)
 
 
+DELIVERY_MODES = ("immediate", "on_commit")
+
+
+def _delivery_mode(value: Any) -> str:
+    if value not in DELIVERY_MODES:
+        raise InvalidSetting(f"must be one of {', '.join(map(repr, DELIVERY_MODES))}")
+    return str(value)
+
+
+def _delivery_mode_overrides(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidSetting("must be a dict of event type or topic to delivery mode")
+    for target, mode in value.items():
+        if not isinstance(target, str) or mode not in DELIVERY_MODES:
+            raise InvalidSetting(
+                f"entry {target!r}: {mode!r} is not a delivery mode; use one of {', '.join(map(repr, DELIVERY_MODES))}"
+            )
+    return dict(value)
+
+
+def _database_alias(value: Any) -> str:
+    from django.db import connections
+
+    if not isinstance(value, str) or value not in connections.settings:
+        raise InvalidSetting(f"must name a database in DATABASES ({', '.join(connections.settings)})")
+    return value
+
+
 def _librdkafka_options(kind: str) -> Parser:
     def parse(value: Any) -> dict[str, Any]:
         if value is None:
@@ -262,6 +292,41 @@ SETTING_SPECS: tuple[SettingSpec, ...] = (
         "Extra librdkafka options for admin clients (topic management, status), layered over ours.",
         reference=False,
     ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_DELIVERY_MODE", "delivery_mode", "on_commit", _delivery_mode,
+        "When a produced event is handed to Kafka. ``on_commit``: after the database transaction "
+        "that is open when the event is sent commits (at once when none is open); an event of a "
+        "rolled-back transaction is never published. ``immediate``: at once, as the reference "
+        "does, even if the transaction later rolls back.",
+        reference=False,
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_DELIVERY_MODE_OVERRIDES", "delivery_mode_overrides", {}, _delivery_mode_overrides,
+        "Per event type or per topic (without prefix) delivery mode, overriding "
+        "``EVENT_BUS_KAFKA_DELIVERY_MODE``; an event type entry wins over a topic entry. Example: "
+        "``{'org.openedx.learning.auth.session.login.completed.v1': 'immediate'}``.",
+        reference=False,
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_TRANSACTION_DATABASE", "transaction_database", "default", _database_alias,
+        "Alias of the database whose transactions the ``on_commit`` delivery mode follows.",
+        reference=False,
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_PRODUCER_FLUSH_TIMEOUT_SEC", "producer_flush_timeout_sec", 10.0,
+        _number(minimum=0.0, inclusive=True),
+        "At process exit or SIGTERM, how long, in seconds, to wait for buffered events to be "
+        "acknowledged. Events still unacknowledged afterwards are logged one by one with everything "
+        "needed to re-send them.",
+        reference=False,
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_PRODUCER_FLUSH_ON_SIGTERM", "producer_flush_on_sigterm", True, _flag,
+        "Install a SIGTERM handler (main thread only) that flushes buffered events and then runs the "
+        "handler that was installed before it, or the default action. Turn off if your process "
+        "manager must own SIGTERM entirely; events are still flushed at normal exit.",
+        reference=False,
+    ),
 )
 
 
@@ -285,6 +350,16 @@ class EventBusSettings:
     producer_config: dict[str, Any]
     consumer_config: dict[str, Any]
     admin_config: dict[str, Any]
+    delivery_mode: str
+    delivery_mode_overrides: dict[str, str]
+    transaction_database: str
+    producer_flush_timeout_sec: float
+    producer_flush_on_sigterm: bool
+
+    def delivery_mode_for(self, event_type: str, topic: str) -> str:
+        """The delivery mode of one event type on one topic (base name, without prefix)."""
+        overrides = self.delivery_mode_overrides
+        return overrides.get(event_type) or overrides.get(topic) or self.delivery_mode
 
     def __repr__(self) -> str:
         shown = []
