@@ -1,5 +1,4 @@
-"""
-Render ``docs/reference/settings.rst`` from the setting declarations in ``internal/settings.py``.
+"""Render ``docs/reference/settings.rst`` from the setting declarations in ``internal/settings.py``.
 
 Run ``python scripts/render_settings_doc.py`` after changing a setting; a test fails when the page
 is out of date.
