@@ -14,6 +14,7 @@ __version__ = "7.0.0"
 _PUBLIC: dict[str, str] = {
     "create_producer": "edx_event_bus_kafka.internal.producer",
     "KafkaEventProducer": "edx_event_bus_kafka.internal.producer",
+    "KafkaEventConsumer": "edx_event_bus_kafka.internal.consumer",
     "EventBusKafkaError": "edx_event_bus_kafka.internal.errors",
     "ConfigurationError": "edx_event_bus_kafka.internal.errors",
     "EventProductionException": "edx_event_bus_kafka.internal.errors",

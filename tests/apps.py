@@ -1,7 +1,18 @@
-"""The test app: holds models and signals used only by the test suite."""
+"""The test app: receivers used by worker subprocess tests."""
+import os
+
 from django.apps import AppConfig
 
 
 class TestsConfig(AppConfig):
     name = "tests"
     label = "tests"
+
+    def ready(self) -> None:
+        """Connect the recording receiver only in worker subprocesses that ask for it."""
+        if os.environ.get("TEST_RECEIVER_LOG"):
+            from openedx_events.learning.signals import COURSE_ENROLLMENT_CHANGED
+
+            from tests.receivers import record_event
+
+            COURSE_ENROLLMENT_CHANGED.connect(record_event, dispatch_uid="tests.record_event")

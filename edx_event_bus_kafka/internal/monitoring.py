@@ -36,3 +36,27 @@ def record_error(error: BaseException) -> None:
         raise error
     except BaseException:  # noqa: BLE001 -- re-raised only to give the backend a current exception
         record_exception()
+
+
+def set_message_attributes(full_topic: str, message: Any, error: BaseException | None = None) -> None:
+    """The reference's custom attributes for a consumed message (and its error); never raises."""
+    try:
+        from .headers import HEADER_EVENT_TYPE, HEADER_ID, header_values
+
+        set_attribute("kafka_topic", full_topic)
+        set_attribute("kafka_received_message", message is not None)
+        if message is None:
+            return
+        set_attribute("kafka_partition", message.partition())
+        set_attribute("kafka_offset", message.offset())
+        headers = message.headers() or []
+        message_ids = header_values(headers, HEADER_ID)
+        if message_ids:
+            set_attribute("kafka_message_id", ",".join(message_ids))
+        event_types = header_values(headers, HEADER_EVENT_TYPE)
+        if event_types:
+            set_attribute("kafka_event_type", ",".join(event_types))
+        if error is not None:
+            set_attribute("kafka_error_class", type(error).__name__)
+    except Exception as monitoring_error:  # noqa: BLE001 -- see module docstring
+        set_attribute("kafka_monitoring_error", repr(monitoring_error))

@@ -182,6 +182,30 @@ def _database_alias(value: Any) -> str:
     return value
 
 
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidSetting("must be a whole number >= 1")
+    return value
+
+
+def _choice(*choices: str) -> Parser:
+    def parse(value: Any) -> str:
+        if value not in choices:
+            raise InvalidSetting(f"must be one of {', '.join(map(repr, choices))}")
+        return str(value)
+    return parse
+
+
+def _topic_template(value: Any) -> str:
+    if not isinstance(value, str) or "{topic}" not in value:
+        raise InvalidSetting("must be a string containing '{topic}' (and usually '{group}')")
+    try:
+        value.format(topic="t", group="g")
+    except (KeyError, IndexError, ValueError) as error:
+        raise InvalidSetting(f"may use only {{topic}} and {{group}} ({error})") from None
+    return value
+
+
 def _librdkafka_options(kind: str) -> Parser:
     def parse(value: Any) -> dict[str, Any]:
         if value is None:
@@ -327,6 +351,54 @@ SETTING_SPECS: tuple[SettingSpec, ...] = (
         "manager must own SIGTERM entirely; events are still flushed at normal exit.",
         reference=False,
     ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_CONSUMER_FAILURE_POLICY", "consumer_failure_policy", "dead_letter",
+        _choice("dead_letter", "log_and_skip"),
+        "What a consumer does with a message it cannot process. ``dead_letter``: write it, with why, "
+        "to the group's dead-letter topic and commit only once that is acknowledged. "
+        "``log_and_skip``: the reference's behaviour, log the error and move on (the event is lost "
+        "for this group).",
+        reference=False,
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_CONSUMER_RETRY_ATTEMPTS", "consumer_retry_attempts", 3, _positive_int,
+        "How many times in all a message whose receivers fail is tried before the failure policy "
+        "applies. Unusable messages (bad headers, unknown type, undecodable) are not retried.",
+        reference=False,
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_CONSUMER_RETRY_BACKOFF_SEC", "consumer_retry_backoff_sec", 1.0,
+        _number(minimum=0.0, inclusive=True),
+        "Delay, in seconds, before the first retry of a failed message; it doubles for each further "
+        "retry up to ``EVENT_BUS_KAFKA_CONSUMER_RETRY_BACKOFF_MAX_SEC``. Keep the total well under "
+        "the consumer's ``max.poll.interval.ms`` (300 s by default).",
+        reference=False,
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_CONSUMER_RETRY_BACKOFF_MAX_SEC", "consumer_retry_backoff_max_sec", 30.0,
+        _number(minimum=0.0, inclusive=True),
+        "Longest delay, in seconds, between two attempts at one message.",
+        reference=False,
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_DEAD_LETTER_TOPIC", "dead_letter_topic", "{topic}-{group}-dead-letter", _topic_template,
+        "Name of a consumer group's dead-letter topic. ``{topic}`` is the consumed topic with its "
+        "prefix, ``{group}`` the group id (characters Kafka does not allow become ``_``).",
+        reference=False,
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_CONSUMER_SHUTDOWN_TIMEOUT_SEC", "consumer_shutdown_timeout_sec", 30.0,
+        _number(minimum=0.0, inclusive=False),
+        "After SIGTERM or SIGINT, how long, in seconds, a worker may take to finish its current "
+        "message, commit and leave the group before it exits at once (status 4).",
+        reference=False,
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_CONSUMER_BATCH_SIZE", "consumer_batch_size", 500, _positive_int,
+        "Most messages one consumer poll returns. Offsets are committed once per batch (and on "
+        "shutdown and rebalance), so a larger batch means fewer commits.",
+        reference=False,
+    ),
 )
 
 
@@ -355,6 +427,13 @@ class EventBusSettings:
     transaction_database: str
     producer_flush_timeout_sec: float
     producer_flush_on_sigterm: bool
+    consumer_failure_policy: str
+    consumer_retry_attempts: int
+    consumer_retry_backoff_sec: float
+    consumer_retry_backoff_max_sec: float
+    dead_letter_topic: str
+    consumer_shutdown_timeout_sec: float
+    consumer_batch_size: int
 
     def delivery_mode_for(self, event_type: str, topic: str) -> str:
         """The delivery mode of one event type on one topic (base name, without prefix)."""

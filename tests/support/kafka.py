@@ -19,6 +19,8 @@ def read_messages(bootstrap: str, topic: str, count: int, *, timeout: float = 20
     consumer = Consumer({
         "bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
         "enable.auto.commit": False, "log_level": 0, **FAST_CONSUMER_CONFIG,
+        # The topic may not exist yet (a dead-letter topic, say): notice it soon after it appears.
+        "topic.metadata.refresh.interval.ms": 500,
     })
     consumer.subscribe([topic])
     messages: list[Any] = []

@@ -1,0 +1,196 @@
+"""consume_events as a real process: delivery to receivers, retries, dead letters, shutdown, groups."""
+from __future__ import annotations
+
+import signal
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from openedx_events.data import EventsMetadata
+
+from edx_event_bus_kafka import create_producer
+from edx_event_bus_kafka.internal.avro_records import event_data_to_record
+from edx_event_bus_kafka.testing import wait_for
+from tests.events import ENROLLMENT_KEY_FIELD, ENROLLMENT_SIGNAL, enrollment_event_data
+from tests.support.kafka import read_messages
+from tests.support.workers import Worker
+
+pytestmark = pytest.mark.integration
+
+
+def event_data(number: int) -> dict:
+    """Enrollment number ``number`` in course ``C{number}``, so keys spread over partitions."""
+    return enrollment_event_data(number, course=f"course-v1:edX+C{number}+2026")
+
+
+def produce(topic: str, count: int, start: int = 0) -> list[EventsMetadata]:
+    """Send ``count`` enrollment events with our producer and wait until all are acknowledged."""
+    producer = create_producer()
+    sent = []
+    for number in range(start, start + count):
+        metadata = EventsMetadata(event_type=ENROLLMENT_SIGNAL.event_type)
+        producer.send(signal=ENROLLMENT_SIGNAL, topic=topic, event_key_field=ENROLLMENT_KEY_FIELD,
+                      event_data=event_data(number), event_metadata=metadata)
+        sent.append(metadata)
+    assert producer.prepare_for_shutdown(10) == 0
+    return sent
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int = 3) -> dict[int, int]:
+    """The group's committed offset per partition (-1001 = none)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "log_level": 0})
+    try:
+        found = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return {tp.partition: tp.offset for tp in found}
+    finally:
+        consumer.close()
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """Offset after the last message of each non-empty partition, from reading the messages.
+
+    (The embedded broker's high watermark is the start of the last batch + 1, not the end.)
+    """
+    ends: dict[int, int] = {}
+    for message in read_messages(bootstrap, topic, 10_000, timeout=3):
+        ends[message.partition()] = max(ends.get(message.partition(), 0), message.offset() + 1)
+    return ends
+
+
+def fully_committed(bootstrap: str, group: str, topic: str) -> bool:
+    """Whether the group committed past the last message of every partition."""
+    ends = end_offsets(bootstrap, topic)
+    committed = committed_offsets(bootstrap, group, topic)
+    return bool(ends) and all(committed[p] == end for p, end in ends.items())
+
+
+def group_name() -> str:
+    return f"group-{uuid.uuid4().hex[:8]}"
+
+
+def test_consume_events__receivers_get_same_data_and_metadata(bus_settings, kafka_topic, tmp_path):
+    """Events from our producer reach the receiver in another process with identical data and metadata."""
+    sent = produce(kafka_topic, 5)
+    bootstrap = bus_settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS
+    group = group_name()
+    worker = Worker.consume_events(tmp_path, bootstrap, kafka_topic, group).start()
+    try:
+        entries = worker.wait_for_entries(lambda e: len([x for x in e if x["phase"] == "done"]) >= 5)
+        wait_for(lambda: fully_committed(bootstrap, group, kafka_topic), timeout=15, what="offsets committed")
+    finally:
+        assert worker.stop() == 0, worker.output()
+    done = {e["id"]: e for e in entries if e["phase"] == "done"}
+    assert set(done) == {str(m.id) for m in sent}
+    for number, metadata in enumerate(sent):
+        entry = done[str(metadata.id)]
+        assert entry["metadata"] == {**metadata.to_json_data(), "sourcelib": list(metadata.sourcelib)}
+        assert entry["data"] == event_data_to_record(event_data(number))
+
+
+def test_receiver_failing_twice__event_delivered_three_times_and_committed_once(bus_settings, kafka_topic, tmp_path):
+    """A receiver that fails twice then succeeds gets the event three times; the offset then moves on."""
+    (metadata,) = produce(kafka_topic, 1)
+    bootstrap = bus_settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS
+    group = group_name()
+    worker = Worker.consume_events(tmp_path, bootstrap, kafka_topic, group, mode="fail_first:2").start()
+    try:
+        worker.wait_for_entries(lambda e: any(x["phase"] == "done" for x in e))
+        wait_for(lambda: fully_committed(bootstrap, group, kafka_topic), timeout=15, what="offset committed")
+    finally:
+        assert worker.stop() == 0, worker.output()
+    starts = worker.entries("start")
+    assert [e["attempt"] for e in starts] == [1, 2, 3]
+    assert {e["id"] for e in starts} == {str(metadata.id)}
+    assert len(worker.entries("done")) == 1
+    assert "decision=retry" in worker.output()
+
+
+def test_receiver_always_failing__dead_lettered_with_provenance_and_worker_goes_on(bus_settings, kafka_topic, tmp_path):
+    """An always-failing event lands in the group's dead-letter topic with provenance; later events still flow."""
+    bootstrap = bus_settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS
+    group = group_name()
+    (failing,) = produce(kafka_topic, 1)
+    worker = Worker.consume_events(tmp_path, bootstrap, kafka_topic, group, mode="always_fail",
+                                   settings={"EVENT_BUS_KAFKA_CONSUMER_RETRY_ATTEMPTS": 2}).start()
+    try:
+        (dead,) = read_messages(bootstrap, f"{kafka_topic}-{group}-dead-letter", 1, timeout=30)
+        wait_for(lambda: fully_committed(bootstrap, group, kafka_topic), timeout=15, what="offset committed")
+        later = produce(kafka_topic, 2, start=10)
+        worker.wait_for_entries(lambda e: {str(m.id) for m in later} <= {x["id"] for x in e})
+    finally:
+        assert worker.stop() == 0, worker.output()
+    (original,) = read_messages(bootstrap, kafka_topic, 1)
+    headers = dict(dead.headers())
+    assert dead.key() == original.key() and dead.value() == original.value()
+    assert dead.headers()[: len(original.headers())] == original.headers()
+    assert headers["ce_id"] == str(failing.id).encode()
+    assert headers["dead_letter_original_topic"] == kafka_topic.encode()
+    assert headers["dead_letter_original_partition"] == str(original.partition()).encode()
+    assert headers["dead_letter_original_offset"] == str(original.offset()).encode()
+    assert headers["dead_letter_original_timestamp_ms"] == str(original.timestamp()[1]).encode()
+    assert headers["dead_letter_group"] == group.encode()
+    assert headers["dead_letter_error_class"] == b"edx_event_bus_kafka.internal.errors.ReceiverError"
+    assert b"always failing" in headers["dead_letter_error_message"]
+    assert headers["dead_letter_attempts"] == b"2"
+    assert headers["dead_letter_time"].startswith(b"20")
+
+
+def test_sigterm_during_processing__message_completes_commits_and_exits_zero(bus_settings, kafka_topic, tmp_path):
+    """SIGTERM while a receiver runs: it finishes, the offset is committed, the worker exits 0."""
+    bootstrap = bus_settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS
+    group = group_name()
+    produce(kafka_topic, 1)
+    worker = Worker.consume_events(tmp_path, bootstrap, kafka_topic, group, mode="sleep:2").start()
+    worker.wait_for_entries(lambda e: any(x["phase"] == "start" for x in e))
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=20) == 0, worker.output()
+    assert len(worker.entries("done")) == 1
+    assert fully_committed(bootstrap, group, kafka_topic)
+
+
+def test_kill_9_mid_message__restarted_worker_processes_it_again(bus_settings, kafka_topic, tmp_path):
+    """Kill -9 during processing loses nothing: the next worker in the group gets the message again."""
+    bootstrap = bus_settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS
+    group = group_name()
+    (metadata,) = produce(kafka_topic, 1)
+    first = Worker.consume_events(tmp_path, bootstrap, kafka_topic, group, mode="sleep:30", name="first").start()
+    first.wait_for_entries(lambda e: any(x["phase"] == "start" for x in e))
+    first.signal(signal.SIGKILL)
+    first.wait(10)
+    second = Worker.consume_events(tmp_path, bootstrap, kafka_topic, group, name="second").start()
+    try:
+        second.wait_for_entries(lambda e: any(x["phase"] == "done" for x in e), timeout=40)
+    finally:
+        assert second.stop() == 0, second.output()
+    starts = second.entries("start")
+    assert [e["id"] for e in starts] == [str(metadata.id)] * 2
+    assert len({e["pid"] for e in starts}) == 2
+
+
+def test_two_workers_in_one_group__split_partitions_and_handle_each_event_once(bus_settings, kafka_topic, tmp_path):
+    """Two workers share the three partitions; every event is handled exactly once by the group."""
+    bootstrap = bus_settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS
+    group = group_name()
+    workers = [Worker.consume_events(tmp_path, bootstrap, kafka_topic, group, name=f"w{n}").start() for n in (1, 2)]
+    try:
+        # Both joined: each logs its assignment before we produce, so no rebalance re-delivers.
+        wait_for(lambda: all(w.output().count("Assigned partitions") >= 1 for w in workers)
+                 and sum(_assigned_count(w.output()) for w in workers) == 3,
+                 timeout=30, what="both workers to be assigned partitions")
+        sent = produce(kafka_topic, 30)
+        workers[0].wait_for_entries(lambda e: len([x for x in e if x["phase"] == "done"]) >= 30)
+    finally:
+        codes = [w.stop() for w in workers]
+    assert codes == [0, 0], [w.output() for w in workers]
+    done = workers[0].entries("done")
+    assert sorted(e["id"] for e in done) == sorted(str(m.id) for m in sent)
+    assert len({e["pid"] for e in done}) == 2, "both workers handled events"
+
+
+def _assigned_count(output: str) -> int:
+    """Partitions in the most recent 'Assigned partitions [..]' line of a worker's log."""
+    lines = [line for line in output.splitlines() if "Assigned partitions" in line]
+    if not lines:
+        return 0
+    listed = lines[-1].rsplit("[", 1)[1].rstrip("]").strip()
+    return len([p for p in listed.split(",") if p.strip()])

@@ -1,0 +1,63 @@
+"""Signal receivers for worker subprocess tests, switched on by environment variables.
+
+``TEST_RECEIVER_LOG``: a JSON-lines file; each call appends ``{"phase": "start"|"done", "id", ...}``.
+``TEST_RECEIVER_MODE``: ``ok`` (default), ``fail_first:N`` (raise on the first N attempts of each
+event), ``always_fail``, or ``sleep:S`` (take S seconds, to be interrupted by signals).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from edx_event_bus_kafka.internal.avro_records import event_data_to_record
+
+
+class ReceiverFailure(Exception):
+    """Raised on purpose by the test receiver."""
+
+
+def _log(entry: dict[str, Any]) -> None:
+    with open(os.environ["TEST_RECEIVER_LOG"], "a", encoding="utf-8") as log:
+        log.write(json.dumps(entry, sort_keys=True, default=str) + "\n")
+        log.flush()
+        os.fsync(log.fileno())
+
+
+def _attempts_so_far(event_id: str) -> int:
+    try:
+        with open(os.environ["TEST_RECEIVER_LOG"], encoding="utf-8") as log:
+            return sum(1 for line in log if json.loads(line)["id"] == event_id and json.loads(line)["phase"] == "start")
+    except FileNotFoundError:
+        return 0
+
+
+def record_event(sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
+    """Log the event (data as its Avro record, metadata as JSON) and behave as TEST_RECEIVER_MODE says."""
+    metadata = kwargs.pop("metadata")
+    kwargs.pop("from_event_bus", None)
+    event_id = str(metadata.id)
+    attempt = _attempts_so_far(event_id) + 1
+    entry = {
+        "id": event_id, "attempt": attempt, "pid": os.getpid(),
+        "metadata": json.loads(metadata.to_json()), "data": event_data_to_record(kwargs),
+    }
+    _log({**entry, "phase": "start"})
+    mode = os.environ.get("TEST_RECEIVER_MODE", "ok")
+    if mode == "always_fail":
+        raise ReceiverFailure(f"always failing on {event_id}")
+    if mode.startswith("fail_first:") and attempt <= int(mode.split(":", 1)[1]):
+        raise ReceiverFailure(f"failing attempt {attempt} on {event_id}")
+    if mode.startswith("sleep:"):
+        time.sleep(float(mode.split(":", 1)[1]))
+    _log({**entry, "phase": "done"})
+
+
+def read_log(path: str) -> list[dict[str, Any]]:
+    """Entries written so far (empty when the file does not exist yet)."""
+    try:
+        with open(path, encoding="utf-8") as log:
+            return [json.loads(line) for line in log if line.strip()]
+    except FileNotFoundError:
+        return []
