@@ -287,7 +287,8 @@ class KafkaEventConsumer(EventBusConsumer):
         self.offsets.forget(partitions)
 
     def _on_lost(self, _consumer: Any, partitions: list) -> None:
-        logger.warning("Lost partitions %s; uncommitted messages will be re-delivered", [p.partition for p in partitions])
+        lost = [p.partition for p in partitions]
+        logger.warning("Lost partitions %s; uncommitted messages will be re-delivered", lost)
         self.offsets.forget(partitions)
 
     def _close(self) -> None:
