@@ -7,7 +7,7 @@ Kafka error, 2 invalid configuration, 3 too many consecutive errors, 4 forced st
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 from openedx_events.tooling import load_all_signals
@@ -26,7 +26,7 @@ class Command(BaseCommand):
         ./manage.py consume_events -t user-login -g svc --extra '{"event_types": ["org.openedx...v1"]}'
     """
     # Settings are validated by the consumer itself, which exits with status 2 when they are bad.
-    requires_system_checks: ClassVar[list[str]] = []
+    requires_system_checks = ()
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("-t", "--topic", nargs=1, required=True, help="Topic to consume (without prefix)")
