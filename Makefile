@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help test test-all quality demo broker upgrade requirements dev clean
+.PHONY: help test test-all quality demo broker bench reference-venv upgrade requirements dev clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -41,8 +41,14 @@ demo: $(VENV)/.installed-test ## start the embedded broker and send an event thr
 broker: $(VENV)/.installed-test ## run an embedded broker on 127.0.0.1:9092 in the foreground
 	$(BIN)/python manage.py run_embedded_broker --port 9092
 
+bench: $(VENV)/.installed-test ## benchmark ours against the reference (installed in .venv-reference), same run
+	$(BIN)/python scripts/benchmark.py $(BENCH_ARGS)
+
+reference-venv: $(VENV)/.installed-test ## build .venv-reference with the reference edx-event-bus-kafka 6.x
+	$(BIN)/python -m tests.support.reference_venv
+
 upgrade: $(VENV)/.installed-dev ## re-pin requirements/*.txt from the .in files
-	cd requirements && for layer in pip base test quality doc dev; do \
+	cd requirements && for layer in pip base test quality doc dev reference; do \
 		../$(BIN)/pip-compile -q --upgrade --allow-unsafe --strip-extras --no-emit-index-url \
 			--no-emit-find-links $$layer.in -o $$layer.txt || exit 1; done
 
