@@ -79,7 +79,7 @@ def test_unusable_messages__each_dead_lettered_with_reason_and_loop_goes_on(bus_
     finally:
         assert worker.stop() == 0, worker.output()
     assert len(dead) == len(cases)
-    for (reason, (key, value, headers)), letter in zip(cases.items(), dead):
+    for (reason, (key, value, headers)), letter in zip(cases.items(), dead, strict=True):
         provenance = dict(letter.headers())
         assert provenance["dead_letter_error_class"] == b"edx_event_bus_kafka.internal.errors.UnusableMessageError"
         assert reason.encode() in provenance["dead_letter_error_message"], (reason, provenance)
