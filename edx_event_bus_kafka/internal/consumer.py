@@ -18,6 +18,7 @@ from typing import Any
 from openedx_events.event_bus import EventBusConsumer
 
 from . import monitoring
+from .audit import CONSUMED, audit
 from .config import consumer_client_config, get_full_topic
 from .dead_letter import REDRIVE_GROUP, DeadLetterError, DeadLetterWriter, dead_letter_topic, provenance_headers
 from .decoding import decode_message
@@ -253,12 +254,10 @@ class KafkaEventConsumer(EventBusConsumer):
             return
         try:
             timestamp_type, timestamp_ms = message.timestamp()
-            logger.info(
-                "Message received from Kafka: topic=%s, partition=%s, offset=%s, message_id=%s, key=%s, "
-                "event_timestamp_ms=%s",
+            audit(logger, CONSUMED, (
                 message.topic(), message.partition(), message.offset(), single_header(message.headers(), HEADER_ID),
                 message.key(), timestamp_ms if timestamp_type else "none",
-            )
+            ))
         except Exception as error:  # noqa: BLE001 -- audit logging must never break the loop
             monitoring.set_attribute("kafka_logging_error", repr(error))
 

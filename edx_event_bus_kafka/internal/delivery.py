@@ -15,6 +15,7 @@ from typing import Any
 from openedx_events.data import EventsMetadata
 from openedx_events.tooling import OpenEdxPublicSignal
 
+from .audit import PRODUCED, audit
 from .avro_records import event_data_to_record
 from .errors import EventProductionException
 from .monitoring import record_error, set_attribute
@@ -111,10 +112,8 @@ class DeliveryRecorder:
         """The broker acknowledged an event; write the audit line (no event data: it may hold PII)."""
         self.stats.count("delivered")
         if self.audit_logging:
-            logger.info(
-                "Message delivered to Kafka event bus: topic=%s, partition=%s, offset=%s, message_id=%s, key=%s",
-                message.topic(), message.partition(), message.offset(), pending.event.event_metadata.id, message.key(),
-            )
+            audit(logger, PRODUCED, (message.topic(), message.partition(), message.offset(),
+                                     pending.event.event_metadata.id, message.key()))
 
     def failed(self, pending: PendingEvent, reason: str, error: Any) -> None:
         """An event will not be delivered: log it once with everything needed to re-send it."""

@@ -137,6 +137,9 @@ class KafkaEventProducer(EventBusProducer):
                 self.recorder.failed(pending, "local_queue_full", error)
                 return
         self.recorder.sent()
+        # Serve delivery reports that are ready in this thread, in batches: handing them to the
+        # background thread instead makes the two threads fight over the GIL and the log handler.
+        self.client.poll(0)
 
     def prepare_for_shutdown(self, timeout: float | None = None) -> int:
         """Deliver buffered events, waiting at most ``timeout`` seconds (default: the flush setting).
@@ -162,19 +165,22 @@ class KafkaEventProducer(EventBusProducer):
 
 def _poll_until_closed(producer_ref: Callable[[], KafkaEventProducer | None], closed: threading.Event,
                        interval: float) -> None:
-    """Serve delivery reports until the producer is closed or garbage-collected."""
-    while not closed.is_set():
+    """Serve delivery reports every ``interval`` s until the producer is closed or garbage-collected.
+
+    ``send`` serves reports too; this thread makes sure the last events' reports (and audit lines)
+    come even when nothing more is sent.
+    """
+    while not closed.wait(interval):
         producer = producer_ref()
         if producer is None:
             return
         try:
             producer._rebuild_client_if_fatal()
-            client = producer.client
-            del producer  # hold no strong reference while waiting
-            client.poll(interval)  # returns early as soon as a report is served
+            producer.client.poll(0)
         except Exception:
             logger.exception("Kafka producer poll loop error (continuing)")
-            closed.wait(interval)
+        finally:
+            del producer  # hold no strong reference while waiting
 
 
 _singleton: KafkaEventProducer | None = None
