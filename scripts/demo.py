@@ -1,5 +1,4 @@
-"""
-``make demo``: the whole event bus on a laptop, no Docker.
+"""``make demo``: the whole event bus on a laptop, no Docker.
 
 1. Starts the embedded Kafka-protocol broker.
 2. Starts a worker process: ``./manage.py consume_events -t learning-course-enrollment -g demo-worker``.

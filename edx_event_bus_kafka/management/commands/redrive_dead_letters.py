@@ -12,7 +12,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser, DjangoHelpFormatter
 
 from edx_event_bus_kafka.internal import redrive
 from edx_event_bus_kafka.internal.config import get_full_topic
@@ -21,6 +21,10 @@ from edx_event_bus_kafka.internal.errors import ConfigurationError
 from edx_event_bus_kafka.internal.settings import get_settings
 
 MAX_ERROR_WIDTH = 80
+
+
+class _HelpFormatter(DjangoHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Django's option order, with the description's line breaks kept."""
 
 
 def _partition(text: str) -> int:
@@ -54,6 +58,14 @@ def _cut(text: str | None) -> str:
     return flat if len(flat) <= MAX_ERROR_WIDTH else flat[: MAX_ERROR_WIDTH - 3] + "..."
 
 
+def _summary(letter: redrive.DeadLetter) -> dict[str, Any]:
+    """Everything but the key and value, which may hold personal data."""
+    names = ("event_id", "event_type", "original_topic", "original_partition", "original_offset", "group",
+             "error_class", "error_message", "attempts", "time")
+    return {"dead_letter_partition": letter.partition, "dead_letter_offset": letter.offset,
+            **{name: getattr(letter, name) for name in names}}
+
+
 def _place(partition: int | None, offset: int | None) -> str:
     return f"{'?' if partition is None else partition}:{'?' if offset is None else offset}"
 
@@ -71,6 +83,11 @@ class Command(BaseCommand):
     """
     # Settings are checked by get_settings() below, with our own message naming each bad setting.
     requires_system_checks = ()
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.formatter_class = _HelpFormatter  # keep the examples' line breaks
+        return parser
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("-t", "--topic", required=True, help="Topic the group consumes (without prefix)")
@@ -142,7 +159,7 @@ class Command(BaseCommand):
 
     def _show(self, letters: list[redrive.DeadLetter], report: dict[str, Any], as_json: bool, summary: str) -> None:
         if as_json:
-            self.stdout.write(json.dumps({**report, "dead_letters": [letter.summary() for letter in letters]},
+            self.stdout.write(json.dumps({**report, "dead_letters": [_summary(letter) for letter in letters]},
                                          indent=2))
             return
         if letters:
