@@ -14,6 +14,7 @@ from openedx_events.event_bus.avro.custom_serializers import DEFAULT_CUSTOM_SERI
 # Values fastavro takes as they are.
 _PLAIN = (str, int, float, bool)
 _NO_DEFAULT = object()
+_STANDARD_NAN = float("nan")
 
 _SERIALIZERS: tuple[tuple[type, Any], ...] = tuple((ext.cls, ext.serialize) for ext in DEFAULT_CUSTOM_SERIALIZERS)
 # Custom serializer chosen per concrete value type; computed once per type.
@@ -48,7 +49,8 @@ def to_avro_record(value: Any, field: Any = None) -> Any:  # noqa: PLR0911 -- on
     """
     value_type = type(value)
     if value_type in _PLAIN:
-        return value
+        # openedx-events' JSON round trip turns every NaN into the standard one (sign bit dropped).
+        return _STANDARD_NAN if value_type is float and value != value else value
     if value is None:
         if field is not None and field.default is not None:
             raise ValueError(f"field {field.name!r} is None but has no default of None")
@@ -61,7 +63,9 @@ def to_avro_record(value: Any, field: Any = None) -> Any:  # noqa: PLR0911 -- on
     if attributes is not None:
         return {attribute.name: to_avro_record(getattr(value, attribute.name), attribute) for attribute in attributes}
     if isinstance(value, dict):
-        return {_json_key(to_avro_record(key)): to_avro_record(item) for key, item in value.items()}
+        # openedx-events' JSON round trip sorts keys, which fixes the order of Avro map entries.
+        converted = {_json_key(to_avro_record(key)): to_avro_record(item) for key, item in value.items()}
+        return dict(sorted(converted.items()))
     if isinstance(value, (list, tuple, set, frozenset)):
         return [to_avro_record(item) for item in value]
     serialize = _serializer_for_value_type(value_type)

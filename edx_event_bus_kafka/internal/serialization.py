@@ -27,6 +27,7 @@ from openedx_events.event_bus.avro.serializer import AvroSignalSerializer
 from openedx_events.tooling import OpenEdxPublicSignal
 
 from .avro_records import event_data_to_record, extract_event_key, to_avro_record
+from .avro_writer import FallBack, compile_event_writer, compile_key_writer
 from .config import schema_registry_client_config
 
 CONFLUENT_MAGIC = b"\x00"
@@ -156,6 +157,9 @@ class EventEncoder:
         self.value_schema = signal_schema(signal)
         self.key_schema = key_schema(signal, event_key_field)
         self._prefixes: tuple[bytes, bytes] | None = None
+        # Generated writers: several times faster, same bytes; None when the schema needs the slow path.
+        self._fast_value = compile_event_writer(signal)
+        self._fast_key = compile_key_writer(self.key_schema.schema)
 
     def _framing(self) -> tuple[bytes, bytes]:
         """Key and value prefixes; with a registry this registers both schemas (network, once)."""
@@ -176,12 +180,33 @@ class EventEncoder:
         """The key value (before encoding) named by the key field."""
         return extract_event_key(event_data, self.event_key_field)
 
+    def encode_record(self, record: dict[str, Any]) -> tuple[bytes, bytes]:
+        """Encoded ``(key, value)`` of an event already converted to its Avro record (outbox rows)."""
+        key_prefix, value_prefix = self._framing()
+        key = key_prefix + self.key_schema.write(to_avro_record(extract_event_key(record, self.event_key_field)))
+        return key, value_prefix + self.value_schema.write(record)
+
     def encode(self, event_data: dict[str, Any]) -> tuple[bytes, bytes]:
         """Encoded ``(key, value)`` bytes of one event."""
         key_prefix, value_prefix = self._framing()
-        key = key_prefix + self.key_schema.write(to_avro_record(self.event_key(event_data)))
-        value = value_prefix + self.value_schema.write(event_data_to_record(event_data))
-        return key, value
+        key_value = self.event_key(event_data)
+        key_body = None
+        if self._fast_key is not None:
+            try:
+                key_body = self._fast_key(key_value)
+            except FallBack:
+                pass
+        if key_body is None:
+            key_body = self.key_schema.write(to_avro_record(key_value))
+        value_body = None
+        if self._fast_value is not None:
+            try:
+                value_body = self._fast_value(event_data)
+            except FallBack:
+                pass
+        if value_body is None:
+            value_body = self.value_schema.write(event_data_to_record(event_data))
+        return key_prefix + key_body, value_prefix + value_body
 
 
 _encoders: dict[tuple[OpenEdxPublicSignal, str, str], EventEncoder] = {}
