@@ -205,7 +205,9 @@ class EmbeddedKafkaBroker:
         if process is not None and process.poll() is None:
             process.terminate()
             try:
-                process.wait(timeout=5)
+                # Tansu waits for connected clients to leave before exiting on SIGTERM; the data is
+                # in memory anyway, so do not wait long before killing it.
+                process.wait(timeout=1)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)

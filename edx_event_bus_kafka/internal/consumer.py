@@ -25,7 +25,7 @@ from .decoding import decode_message
 from .dispatch import emit
 from .error_policy import Action, ErrorPolicy
 from .errors import ConfigurationError, MessageContextError
-from .headers import HEADER_EVENT_TYPE, HEADER_ID, single_header
+from .headers import HEADER_EVENT_TYPE, HEADER_ID, header_values, single_header
 from .offsets import DoneOffsets, offsets_at, parse_offset_time
 from .settings import get_settings
 from .work_cycle import prepare_for_new_work_cycle
@@ -209,10 +209,15 @@ class KafkaEventConsumer(EventBusConsumer):
     def _skipped(self, message: Any) -> bool:
         """Messages of types we were asked not to consume, or re-driven for another group, are not ours."""
         headers = message.headers()
-        if self.event_types and single_header(headers, HEADER_EVENT_TYPE) not in self.event_types:
+        types = header_values(headers, HEADER_EVENT_TYPE)
+        # A repeated ce_type is not skipped here: decoding reports it as unusable (dead letter).
+        if self.event_types and len(types) == 1 and types[0] not in self.event_types:
             return True
-        target = single_header(headers, REDRIVE_GROUP)
-        return target is not None and target != self.group_id
+        targets = header_values(headers, REDRIVE_GROUP)
+        if targets and self.group_id not in targets:
+            logger.debug("Skipping %s: re-driven for group(s) %s", _message_context(message), targets)
+            return True
+        return False
 
     def _failed(self, message: Any, error: Exception, attempts: int) -> bool | None:
         """Carry out the policy's decision: True (done), False (stop, not done) or None (try again)."""

@@ -85,9 +85,15 @@ class DeadLetterWriter:
         from confluent_kafka import Producer
 
         self.timeout = timeout
-        config = producer_client_config(settings)
-        config.update({"enable.idempotence": True, "acks": "all", "linger.ms": 0})
-        self._producer = Producer(config)
+        self._config = producer_client_config(settings)
+        self._config.update({"enable.idempotence": True, "acks": "all", "linger.ms": 0,
+                             "error_cb": self._on_client_error})
+        self._fatal: Any = None
+        self._producer = Producer(self._config)
+
+    def _on_client_error(self, error: Any) -> None:
+        if error.fatal():
+            self._fatal = error  # rebuilt before the next write: a dead client would fail forever
 
     def write(self, topic: str, message: Any, extra_headers: list[tuple[str, bytes]]) -> None:
         """Produce the dead letter and block until it is acknowledged.
@@ -96,6 +102,11 @@ class DeadLetterWriter:
             DeadLetterError: the broker did not acknowledge it within the timeout, or refused it.
 
         """
+        if self._fatal is not None:
+            from confluent_kafka import Producer
+
+            self._fatal = None
+            self._producer = Producer(self._config)
         outcome: dict[str, Any] = {}
 
         def on_delivery(error: Any, _message: Any) -> None:

@@ -3,7 +3,8 @@
 Listing reads the group's dead-letter topic without joining any group. Re-published copies go to the
 original topic marked for this group only, so other groups do not process the event twice. Redrive
 needs a selector or ``--all``, so nobody re-publishes everything by accident. Exit status: 0 done,
-1 error (bad flags, settings or broker problems, copies not acknowledged).
+1 error (conflicting flags, bad settings, broker unreachable, copies not acknowledged), 2 a flag value
+that does not parse (argparse's usage error).
 """
 from __future__ import annotations
 
@@ -168,7 +169,7 @@ class Command(BaseCommand):
 
     @staticmethod
     def _table(letters: list[redrive.DeadLetter]) -> str:
-        header = ("DEAD LETTER", "ORIGINAL", "EVENT ID", "EVENT TYPE", "ERROR CLASS", "ATTEMPTS", "TIME", "ERROR")
+        header = ("DEAD LETTER", "ORIGINAL", "EVENT ID", "EVENT TYPE", "ERROR CLASS", "ATTEMPTS", "TIME (UTC)", "ERROR")
         rows = [header] + [
             (f"{letter.partition}:{letter.offset}", _place(letter.original_partition, letter.original_offset),
              letter.event_id or "?", letter.event_type or "?", letter.error_class or "?",
