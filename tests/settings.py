@@ -30,6 +30,16 @@ DATABASES = {
     }
 }
 
+# Outbox concurrency tests run their processes against a throw-away PostgreSQL server.
+if os.environ.get("TEST_POSTGRES_PORT"):
+    DATABASES["default"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "HOST": "127.0.0.1",
+        "PORT": os.environ["TEST_POSTGRES_PORT"],
+        "NAME": os.environ.get("TEST_POSTGRES_DB", "postgres"),
+        "USER": "postgres",
+    }
+
 EVENTS_SERVICE_NAME = os.environ.get("EVENTS_SERVICE_NAME", "test-service")
 
 _ENV_SETTINGS = [

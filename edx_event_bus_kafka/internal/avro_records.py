@@ -7,6 +7,7 @@ events both ways and compares the bytes), using the same custom type serializers
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from openedx_events.event_bus.avro.custom_serializers import DEFAULT_CUSTOM_SERIALIZERS
@@ -50,7 +51,7 @@ def to_avro_record(value: Any, field: Any = None) -> Any:  # noqa: PLR0911 -- on
     value_type = type(value)
     if value_type in _PLAIN:
         # openedx-events' JSON round trip turns every NaN into the standard one (sign bit dropped).
-        return _STANDARD_NAN if value_type is float and value != value else value
+        return _STANDARD_NAN if value_type is float and math.isnan(value) else value
     if value is None:
         if field is not None and field.default is not None:
             raise ValueError(f"field {field.name!r} is None but has no default of None")

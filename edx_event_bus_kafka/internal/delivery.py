@@ -28,6 +28,7 @@ class ProducerStats:
     """Counts of what the producer did, for tests, status commands and monitoring."""
 
     sent: int = 0
+    outboxed: int = 0
     delivered: int = 0
     failed: int = 0
     failures_by_reason: Counter[str] = field(default_factory=Counter)
@@ -44,7 +45,7 @@ class ProducerStats:
         """A consistent copy of the counters."""
         with self._lock:
             return {
-                "sent": self.sent, "delivered": self.delivered, "failed": self.failed,
+                "sent": self.sent, "outboxed": self.outboxed, "delivered": self.delivered, "failed": self.failed,
                 "failures_by_reason": dict(self.failures_by_reason),
             }
 
@@ -107,6 +108,10 @@ class DeliveryRecorder:
     def sent(self) -> None:
         """An event was handed to librdkafka."""
         self.stats.count("sent")
+
+    def count_outbox(self) -> None:
+        """An event was written to the outbox (published later by the relay or flusher)."""
+        self.stats.count("outboxed")
 
     def delivered(self, pending: PendingEvent, message: Any) -> None:
         """The broker acknowledged an event; write the audit line (no event data: it may hold PII)."""

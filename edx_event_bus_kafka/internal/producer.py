@@ -49,6 +49,7 @@ class KafkaEventProducer(EventBusProducer):
         self._client_lock = threading.Lock()
         self._fatal_error: Any = None
         self._closed = threading.Event()
+        self._flusher: Any = None
         self.client = client if client is not None else self._new_client()
         self._poller = threading.Thread(
             target=_poll_until_closed, args=(weakref.ref(self), self._closed, self.settings.poll_interval_sec),
@@ -99,13 +100,43 @@ class KafkaEventProducer(EventBusProducer):
         event = OutgoingEvent(signal, topic, event_key_field, event_data, event_metadata)
         try:
             mode = self.settings.delivery_mode_for(signal.event_type, topic)
-            if mode == "on_commit" and self._in_transaction():
+            if mode == "outbox":
+                self._write_to_outbox(event)
+            elif mode == "on_commit" and self._in_transaction():
                 transaction.on_commit(functools.partial(self.produce_now, event),
                                       using=self.settings.transaction_database)
             else:
                 self.produce_now(event)
         except Exception as error:  # noqa: BLE001 -- send must never raise into the caller's request
             self.recorder.failed(PendingEvent(self.recorder, event, topic), "send", repr(error))
+
+    def _write_to_outbox(self, event: OutgoingEvent) -> None:
+        """Store the event in the outbox, in the caller's transaction.
+
+        The insert runs in a savepoint, so a failure here cannot break the caller's transaction.
+        When so configured, the rows are published right after commit.
+        """
+        from . import outbox
+
+        database = self.settings.transaction_database
+        try:
+            with transaction.atomic(using=database):
+                outbox.write(event, self.settings)
+        except Exception as error:  # noqa: BLE001 -- logged with full context for re-sending
+            self.recorder.failed(PendingEvent(self.recorder, event, event.topic), "outbox", repr(error))
+            return
+        self.recorder.count_outbox()
+        if self.settings.outbox_publish_on_commit:
+            transaction.on_commit(self._outbox_flusher().notify, using=database)
+
+    def _outbox_flusher(self) -> Any:
+        if self._flusher is None:
+            with self._client_lock:
+                if self._flusher is None:
+                    from .outbox_relay import OutboxFlusher
+
+                    self._flusher = OutboxFlusher(self.settings)
+        return self._flusher
 
     def _in_transaction(self) -> bool:
         return transaction.get_connection(self.settings.transaction_database).in_atomic_block
@@ -160,6 +191,8 @@ class KafkaEventProducer(EventBusProducer):
         """Flush (see ``prepare_for_shutdown``) and stop the polling thread."""
         remaining = self.prepare_for_shutdown(timeout)
         self._closed.set()
+        if self._flusher is not None:
+            self._flusher.close()
         return remaining
 
 

@@ -152,7 +152,7 @@ def _registry_url(value: Any) -> str | None:
     return ",".join(urls)
 
 
-DELIVERY_MODES = ("immediate", "on_commit")
+DELIVERY_MODES = ("immediate", "on_commit", "outbox")
 
 
 def _delivery_mode(value: Any) -> str:
@@ -321,7 +321,9 @@ SETTING_SPECS: tuple[SettingSpec, ...] = (
         "When a produced event is handed to Kafka. ``on_commit``: after the database transaction "
         "that is open when the event is sent commits (at once when none is open); an event of a "
         "rolled-back transaction is never published. ``immediate``: at once, as the reference "
-        "does, even if the transaction later rolls back.",
+        "does, even if the transaction later rolls back. ``outbox``: written to the outbox table "
+        "in the caller's transaction and published by the relay, surviving broker outages and "
+        "process crashes (run ``./manage.py relay_outbox``; needs the app's migration).",
         reference=False,
     ),
     SettingSpec(
@@ -349,6 +351,39 @@ SETTING_SPECS: tuple[SettingSpec, ...] = (
         "Install a SIGTERM handler (main thread only) that flushes buffered events and then runs the "
         "handler that was installed before it, or the default action. Turn off if your process "
         "manager must own SIGTERM entirely; events are still flushed at normal exit.",
+        reference=False,
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_OUTBOX_BATCH_SIZE", "outbox_batch_size", 200, _positive_int,
+        "Most outbox rows the relay publishes, waits for and marks in one database transaction.",
+        reference=False,
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_OUTBOX_POLL_INTERVAL_SEC", "outbox_poll_interval_sec", 1.0,
+        _number(minimum=0.0, inclusive=False),
+        "How often, in seconds, an idle ``relay_outbox`` looks for new rows; also the first "
+        "back-off after a broker or registry failure (it doubles up to 60 s).",
+        reference=False,
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_OUTBOX_PUBLISH_ON_COMMIT", "outbox_publish_on_commit", True, _flag,
+        "When ``True``, the producing process publishes its outbox rows itself right after the "
+        "transaction commits (in a background thread), so events go out without waiting for the "
+        "relay; the relay remains the safety net for rows this could not publish.",
+        reference=False,
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_OUTBOX_RETENTION_SEC", "outbox_retention_sec", 7 * 24 * 3600.0,
+        _number(minimum=0.0, inclusive=True),
+        "Published outbox rows older than this many seconds are deleted by the relay. ``0`` deletes "
+        "them as soon as they are published.",
+        reference=False,
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_OUTBOX_DELIVERY_TIMEOUT_SEC", "outbox_delivery_timeout_sec", 30.0,
+        _number(minimum=0.0, inclusive=False),
+        "How long, in seconds, the relay waits for the broker to acknowledge a batch before "
+        "leaving the unacknowledged rows pending for a later attempt.",
         reference=False,
     ),
     SettingSpec(
@@ -427,6 +462,11 @@ class EventBusSettings:
     transaction_database: str
     producer_flush_timeout_sec: float
     producer_flush_on_sigterm: bool
+    outbox_batch_size: int
+    outbox_poll_interval_sec: float
+    outbox_publish_on_commit: bool
+    outbox_retention_sec: float
+    outbox_delivery_timeout_sec: float
     consumer_failure_policy: str
     consumer_retry_attempts: int
     consumer_retry_backoff_sec: float

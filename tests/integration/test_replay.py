@@ -5,6 +5,7 @@ Runs against noida-db, which answers ListOffsets by time (the embedded Tansu bro
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -37,9 +38,9 @@ def produce_at(bootstrap: str, topic: str, numbers: range, *, timestamps: bool =
     for number in numbers:
         metadata = EventsMetadata(event_type=ENROLLMENT_SIGNAL.event_type)
         key, value = encoder_for(ENROLLMENT_SIGNAL, ENROLLMENT_KEY_FIELD, topic).encode(enrollment_event_data(number))
-        extra = {"timestamp": BASE_MS + number * 1000} if timestamps else {}
-        producer.produce(topic, key=key, value=value, headers=headers_from_metadata(metadata),
-                         partition=number % 2, **extra)
+        headers: Any = headers_from_metadata(metadata)
+        timestamp = BASE_MS + number * 1000 if timestamps else 0  # 0: the producer's current time
+        producer.produce(topic, key=key, value=value, headers=headers, partition=number % 2, timestamp=timestamp)
         ids[number] = str(metadata.id)
     assert producer.flush(10) == 0
     return ids

@@ -1,0 +1,73 @@
+"""A throw-away PostgreSQL server on loopback, from the Debian packages, for outbox concurrency tests.
+
+initdb and postgres refuse to run as root, so when the tests run as root the server runs as the
+``postgres`` system user (created by the Debian package). Data lives in a temp dir; ``stop()``
+removes it.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from edx_event_bus_kafka.testing import _free_loopback_port, wait_for
+
+
+def _bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if found:
+        return found[-1]
+    path = shutil.which(name)
+    if path is None:
+        raise RuntimeError(f"PostgreSQL's {name} is not installed (apt-get install postgresql)")
+    return path
+
+
+class TemporaryPostgres:
+    """``start()`` a private cluster on 127.0.0.1:<free port> with trust auth; ``dsn`` to connect."""
+
+    def __init__(self) -> None:
+        self.port = _free_loopback_port()
+        self.root = Path(tempfile.mkdtemp(prefix="pg-"))
+        self.data = self.root / "data"
+        self._as_user: list[str] = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    def _run(self, *argv: str) -> None:
+        subprocess.run([*self._as_user, *argv], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def start(self) -> TemporaryPostgres:
+        if self._as_user:
+            shutil.chown(self.root, user="postgres")
+        self._run(_bin("initdb"), "-D", str(self.data), "--auth=trust", "-U", "postgres", "--no-sync")
+        self._run(_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "start",
+                  "-o", f"-h 127.0.0.1 -p {self.port} -k {self.root} -F")
+        wait_for(self._accepts, timeout=30, what="PostgreSQL to accept connections")
+        return self
+
+    def _accepts(self) -> bool:
+        import psycopg
+
+        try:
+            psycopg.connect(self.dsn("postgres"), connect_timeout=2).close()
+        except psycopg.OperationalError:
+            return False
+        return True
+
+    def dsn(self, database: str = "postgres") -> str:
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname={database}"
+
+    def create_database(self, name: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.dsn("postgres"), autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+
+    def stop(self) -> None:
+        try:
+            self._run(_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
+        except subprocess.CalledProcessError:
+            pass
+        shutil.rmtree(self.root, ignore_errors=True)
