@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help test test-all quality demo broker bench reference-venv upgrade requirements dev clean
+.PHONY: help system-deps test test-all quality demo broker bench reference-venv upgrade requirements dev clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -25,7 +25,10 @@ requirements: $(VENV)/.installed-test ## install the pinned test requirements in
 
 dev: $(VENV)/.installed-dev ## install every development tool into .venv
 
-test: $(VENV)/.installed-test ## run the whole test suite, real-broker tests included
+system-deps: ## install the system packages tests need (PostgreSQL) if missing
+	scripts/ensure_system_deps.sh
+
+test: $(VENV)/.installed-test system-deps ## run the whole test suite, real-broker tests included
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-all: $(VENV)/.installed-dev ## run the suite under each supported Django version (tox)
