@@ -206,6 +206,22 @@ def _topic_template(value: Any) -> str:
     return value
 
 
+def _optional_positive_int_or_minus_one(value: Any) -> int | None:
+    if value is None or value == -1:
+        return None if value is None else -1
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidSetting("must be a whole number >= 1, -1 (keep forever) or None (broker default)")
+    return value
+
+
+def _optional_positive_int_default(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidSetting("must be a whole number >= 1, or None for the broker's default")
+    return value
+
+
 def _librdkafka_options(kind: str) -> Parser:
     def parse(value: Any) -> dict[str, Any]:
         if value is None:
@@ -429,6 +445,32 @@ SETTING_SPECS: tuple[SettingSpec, ...] = (
         reference=False,
     ),
     SettingSpec(
+        "EVENT_BUS_KAFKA_TOPIC_PARTITIONS", "topic_partitions", 3, _positive_int,
+        "Partitions of topics created by ``create_event_bus_topics`` (event topics and dead-letter "
+        "topics). More partitions allow more workers per group; per-key order holds either way.",
+        reference=False,
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_TOPIC_REPLICATION_FACTOR", "topic_replication_factor", None,
+        _optional_positive_int_default,
+        "Replication factor of topics created by ``create_event_bus_topics``; ``None`` uses the "
+        "broker's ``default.replication.factor``.",
+        reference=False,
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_TOPIC_RETENTION_MS", "topic_retention_ms", None, _optional_positive_int_or_minus_one,
+        "``retention.ms`` of event topics created by ``create_event_bus_topics``; ``None`` uses the "
+        "broker's default, ``-1`` keeps messages forever.",
+        reference=False,
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_DEAD_LETTER_RETENTION_MS", "dead_letter_retention_ms", -1,
+        _optional_positive_int_or_minus_one,
+        "``retention.ms`` of dead-letter topics created by ``create_event_bus_topics``; by default "
+        "dead letters are kept until an operator deals with them (``-1``).",
+        reference=False,
+    ),
+    SettingSpec(
         "EVENT_BUS_KAFKA_CONSUMER_BATCH_SIZE", "consumer_batch_size", 500, _positive_int,
         "Most messages one consumer poll returns. Offsets are committed once per batch (and on "
         "shutdown and rebalance), so a larger batch means fewer commits.",
@@ -474,6 +516,10 @@ class EventBusSettings:
     dead_letter_topic: str
     consumer_shutdown_timeout_sec: float
     consumer_batch_size: int
+    topic_partitions: int
+    topic_replication_factor: int | None
+    topic_retention_ms: int | None
+    dead_letter_retention_ms: int | None
 
     def delivery_mode_for(self, event_type: str, topic: str) -> str:
         """The delivery mode of one event type on one topic (base name, without prefix)."""
