@@ -26,6 +26,7 @@ from .dispatch import emit
 from .error_policy import Action, ErrorPolicy
 from .errors import ConfigurationError, MessageContextError
 from .headers import HEADER_EVENT_TYPE, HEADER_ID, header_values, single_header
+from .heartbeat import Heartbeat
 from .offsets import DoneOffsets, offsets_at, parse_offset_time
 from .settings import get_settings
 from .work_cycle import prepare_for_new_work_cycle
@@ -41,7 +42,7 @@ from .worker import (
 logger = logging.getLogger(__name__)
 
 #: Options accepted besides topic and group (also through ``consume_events --extra``).
-KNOWN_OPTIONS = ("offset_time", "from_beginning", "event_types")
+KNOWN_OPTIONS = ("offset_time", "from_beginning", "event_types", "heartbeat_file")
 
 
 class _TooManyErrors(Exception):
@@ -53,7 +54,8 @@ class KafkaEventConsumer(EventBusConsumer):
 
     Options: ``offset_time`` (ISO 8601 with timezone: move the group to the first message at or
     after it on every partition, then keep consuming), ``from_beginning`` (the same, from the
-    start of the topic), ``event_types`` (only these types are emitted; others are skipped).
+    start of the topic), ``event_types`` (only these types are emitted; others are skipped),
+    ``heartbeat_file`` (kept fresh while the loop makes progress, for ``event_bus_health``).
 
     Invalid options or settings do not raise here: they are logged at once and make
     ``consume_indefinitely`` exit with status 2, whichever ``consume_events`` command runs it.
@@ -81,6 +83,7 @@ class KafkaEventConsumer(EventBusConsumer):
             self.offset_time = parse_offset_time(offset_time)
             self.from_beginning = bool(options.get("from_beginning", False))
             self.event_types = frozenset(options.get("event_types") or ())
+            self.heartbeat = Heartbeat(options.get("heartbeat_file"), f"consume_events {topic}/{group_id}")
             self.full_topic = get_full_topic(topic, self.settings)
             self.policy = ErrorPolicy.from_settings(self.settings)
         except ConfigurationError as error:
@@ -133,6 +136,7 @@ class KafkaEventConsumer(EventBusConsumer):
                 return EXIT_FATAL
             try:
                 messages = self.consumer.consume(num_messages=batch_size, timeout=poll_timeout)
+                self.heartbeat.beat()
                 for message in messages:
                     if self._stop.is_set():
                         break  # the rest of the batch is not done, hence not committed
@@ -199,6 +203,7 @@ class KafkaEventConsumer(EventBusConsumer):
                     emit(signal, event_data, metadata)
                 self.offsets.done(message)
                 self._consecutive_errors = 0
+                self.heartbeat.beat()
                 return True
             except Exception as error:  # noqa: BLE001 -- every failure goes through the error policy
                 attempts += 1
@@ -303,6 +308,7 @@ class KafkaEventConsumer(EventBusConsumer):
         try:
             self.consumer.close()  # leaves the group, so partitions move at once
         finally:
+            self.heartbeat.clear()
             if self._dead_letters is not None:
                 self._dead_letters.close()
             logger.info("Consumer for full_topic=%r consumer_group=%r closed", self.full_topic, self.group_id)

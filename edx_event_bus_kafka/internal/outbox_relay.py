@@ -13,6 +13,7 @@ import time
 
 from django.db import DatabaseError, connections
 
+from .heartbeat import Heartbeat
 from .outbox import OutboxPublisher
 from .settings import EventBusSettings, get_settings
 from .work_cycle import prepare_for_new_work_cycle
@@ -27,10 +28,11 @@ PURGE_EVERY_SEC = 60.0
 class OutboxRelay:
     """Publishes pending outbox rows until stopped."""
 
-    def __init__(self, settings: EventBusSettings | None = None):
+    def __init__(self, settings: EventBusSettings | None = None, *, heartbeat_file: str | None = None):
         self.settings = settings or get_settings()
         self._stop = threading.Event()
         self.published = 0
+        self.heartbeat = Heartbeat(heartbeat_file, "relay_outbox")
 
     def stop(self) -> None:
         """Finish the current batch, then return from ``run``."""
@@ -72,10 +74,12 @@ class OutboxRelay:
                     continue
                 consecutive_errors = 0
                 backoff = self.settings.outbox_poll_interval_sec
+                self.heartbeat.beat()
                 if result.published + result.failed_permanently < self.settings.outbox_batch_size:
                     self._stop.wait(self.settings.outbox_poll_interval_sec)  # caught up: idle
             return EXIT_OK
         finally:
+            self.heartbeat.clear()
             publisher.close()
             logger.info("Outbox relay stopped after publishing %d rows", self.published)
 

@@ -36,6 +36,7 @@ class Command(BaseCommand):
         parser.add_argument("--from-beginning", action="store_true", help="Replay the whole topic, then go on")
         parser.add_argument("--event-type", action="append", dest="event_types",
                             help="Only emit this event type (repeatable); others are skipped")
+        parser.add_argument("--heartbeat-file", help="File kept fresh while making progress (see event_bus_health)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -52,6 +53,8 @@ class Command(BaseCommand):
             extra["from_beginning"] = True
         if options.get("event_types"):
             extra["event_types"] = options["event_types"]
+        if options.get("heartbeat_file"):
+            extra["heartbeat_file"] = options["heartbeat_file"]
         load_all_signals()
         consumer = KafkaEventConsumer(topic=options["topic"][0], group_id=options["group_id"][0], **extra)
         consumer.consume_indefinitely()

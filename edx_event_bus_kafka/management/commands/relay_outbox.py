@@ -24,6 +24,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--status", action="store_true", help="Print the outbox backlog as JSON and exit")
+        parser.add_argument("--heartbeat-file", help="File kept fresh while making progress (see event_bus_health)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -35,7 +36,7 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(backlog(settings)))
             return
         load_all_signals()
-        relay = OutboxRelay(settings)
+        relay = OutboxRelay(settings, heartbeat_file=options.get("heartbeat_file"))
         with stop_on_signals(relay.stop, settings.consumer_shutdown_timeout_sec):
             code = relay.run()
         if code != EXIT_OK:

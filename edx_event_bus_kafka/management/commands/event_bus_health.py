@@ -1,0 +1,50 @@
+"""``./manage.py event_bus_health``: a liveness/readiness probe for event bus workers.
+
+Exit status 0 with a one-line reason when the worker's heartbeat file is fresh (and, with
+``--check-broker``, the broker answers); 1 with the reason otherwise. Example Kubernetes probe::
+
+    livenessProbe:
+      exec:
+        command: ["python", "manage.py", "event_bus_health", "--heartbeat-file", "/tmp/worker.alive",
+                  "--max-age", "120"]
+      periodSeconds: 30
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from edx_event_bus_kafka.internal.heartbeat import Health, evaluate
+
+
+class Command(BaseCommand):
+    help = "Exit 0 if the worker's heartbeat file is fresh (and the broker answers, with --check-broker), else 1."
+    requires_system_checks = ()  # a probe must be fast and must not fail for unrelated settings
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--heartbeat-file", required=True, help="The file the worker writes (its --heartbeat-file)")
+        parser.add_argument("--max-age", type=float, default=120.0,
+                            help="Seconds without progress after which the worker counts as stuck (default 120)")
+        parser.add_argument("--check-broker", action="store_true", help="Also require a metadata answer from Kafka")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        health = evaluate(options["heartbeat_file"], options["max_age"])
+        if health.healthy and options["check_broker"]:
+            health = _broker_health()
+        self.stdout.write(health.reason)
+        if not health.healthy:
+            sys.exit(1)
+
+
+def _broker_health() -> Health:
+    from confluent_kafka.admin import AdminClient
+
+    from edx_event_bus_kafka.internal.config import admin_client_config
+
+    try:
+        AdminClient(admin_client_config()).list_topics(timeout=5)
+    except Exception as error:  # noqa: BLE001 -- any failure means "not reachable" for a probe
+        return Health(False, f"broker unreachable: {error}")
+    return Health(True, "ok: heartbeat fresh and broker answers")

@@ -1,0 +1,94 @@
+"""Worker liveness: the heartbeat file and the event_bus_health probe."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from openedx_events.data import EventsMetadata
+
+from edx_event_bus_kafka import create_producer
+from edx_event_bus_kafka.internal.heartbeat import Heartbeat, evaluate
+from edx_event_bus_kafka.testing import wait_for
+from tests.events import ENROLLMENT_KEY_FIELD, ENROLLMENT_SIGNAL, enrollment_event_data
+from tests.support.schema_registry import SchemaRegistryStandIn
+from tests.support.workers import Worker
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def probe(heartbeat: Path, max_age: float, *extra: str, env: dict | None = None) -> tuple[int, str]:
+    """Run ``manage.py event_bus_health`` as a probe would; its exit status and output line."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", "event_bus_health", "--heartbeat-file", str(heartbeat), "--max-age",
+         str(max_age), *extra],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, env=env or os.environ.copy(), check=False,
+    )
+    return result.returncode, result.stdout.strip()
+
+
+def test_evaluate__fresh_stale_missing_and_unreadable(tmp_path):
+    """A fresh heartbeat is healthy; an old, missing or unreadable one is not, with a reason saying which."""
+    path = tmp_path / "alive"
+    assert not evaluate(path, 10).healthy and "no heartbeat file" in evaluate(path, 10).reason
+    Heartbeat(path, "test-worker").beat(force=True)
+    assert evaluate(path, 10).healthy and "test-worker" in evaluate(path, 10).reason
+    stale = evaluate(path, 10, now=time.time() + 60)
+    assert not stale.healthy and "stuck" in stale.reason and "limit 10 s" in stale.reason
+    path.write_text("{not json", encoding="utf-8")
+    assert not evaluate(path, 10).healthy and "unreadable" in evaluate(path, 10).reason
+
+
+def test_heartbeat__rate_limited_and_removed_at_clean_exit(tmp_path):
+    """Beats rewrite the file at most once a second; clear() removes it so a stopped worker is not 'alive'."""
+    path = tmp_path / "alive"
+    heartbeat = Heartbeat(path, "w")
+    heartbeat.beat(force=True)
+    first = json.loads(path.read_text())["progress"]
+    heartbeat.beat()  # within the same second: counted, not written
+    assert json.loads(path.read_text())["progress"] == first and heartbeat.progress == first + 1
+    heartbeat.clear()
+    assert not path.exists()
+
+
+@pytest.mark.integration
+def test_health_probe__fails_while_loop_is_stuck_and_recovers(bus_settings, kafka_topic, tmp_path):
+    """The probe exits non-zero while the worker is blocked on a message (registry down) and 0 once it recovers."""
+    bootstrap = bus_settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS
+    registry = SchemaRegistryStandIn().start()
+    bus_settings.EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL = registry.url
+    producer = create_producer()
+    producer.send(signal=ENROLLMENT_SIGNAL, topic=kafka_topic, event_key_field=ENROLLMENT_KEY_FIELD,
+                  event_data=enrollment_event_data(1), event_metadata=EventsMetadata(event_type=ENROLLMENT_SIGNAL.event_type))
+    assert producer.prepare_for_shutdown(10) == 0
+    registry_url, registry_port = registry.url, registry.port
+    registry.stop()  # the worker cannot fetch the writer schema: an infrastructure error, retried forever
+
+    heartbeat = tmp_path / "worker.alive"
+    worker = Worker.consume_events(
+        tmp_path, bootstrap, kafka_topic, f"health-{uuid.uuid4().hex[:6]}", "--heartbeat-file", str(heartbeat),
+        settings={"EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL": registry_url,
+                  "EVENT_BUS_KAFKA_CONSUMER_RETRY_BACKOFF_MAX_SEC": 0.5},
+    ).start()
+    try:
+        wait_for(heartbeat.exists, timeout=30, what="the first heartbeat")
+        wait_for(lambda: probe(heartbeat, 3)[0] == 1, timeout=60, what="the probe to report the stuck loop")
+        code, line = probe(heartbeat, 3)
+        assert code == 1 and line.startswith("stuck:"), line
+
+        registry.start(port=registry_port)  # same port, same schemas: the message can now be decoded
+        worker.wait_for_entries(lambda e: any(x["phase"] == "done" for x in e), timeout=60)
+        wait_for(lambda: probe(heartbeat, 3)[0] == 0, timeout=30, what="the probe to recover")
+        assert probe(heartbeat, 3)[1].startswith("ok:")
+        assert probe(heartbeat, 3, "--check-broker", env={**os.environ, "EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS":
+                                                            bootstrap})[0] == 0
+    finally:
+        assert worker.stop() == 0, worker.output()
+        if registry._server is not None:
+            registry.stop()
+    assert not heartbeat.exists(), "a cleanly stopped worker removes its heartbeat"
