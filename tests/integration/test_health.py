@@ -63,8 +63,9 @@ def test_health_probe__fails_while_loop_is_stuck_and_recovers(bus_settings, kafk
     registry = SchemaRegistryStandIn().start()
     bus_settings.EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL = registry.url
     producer = create_producer()
+    metadata = EventsMetadata(event_type=ENROLLMENT_SIGNAL.event_type)
     producer.send(signal=ENROLLMENT_SIGNAL, topic=kafka_topic, event_key_field=ENROLLMENT_KEY_FIELD,
-                  event_data=enrollment_event_data(1), event_metadata=EventsMetadata(event_type=ENROLLMENT_SIGNAL.event_type))
+                  event_data=enrollment_event_data(1), event_metadata=metadata)
     assert producer.prepare_for_shutdown(10) == 0
     registry_url, registry_port = registry.url, registry.port
     registry.stop()  # the worker cannot fetch the writer schema: an infrastructure error, retried forever
