@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help system-deps test test-all quality demo broker bench reference-venv upgrade requirements dev clean
+.PHONY: help system-deps test test-all quality docs demo broker bench reference-venv upgrade requirements dev clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,10 @@ test-all: $(VENV)/.installed-dev ## run the suite under each supported Django ve
 quality: $(VENV)/.installed-quality ## ruff and mypy over the package, tests and scripts
 	$(BIN)/ruff check edx_event_bus_kafka tests scripts setup.py manage.py
 	$(BIN)/mypy edx_event_bus_kafka tests scripts
+
+docs: $(VENV)/.installed-doc $(VENV)/.installed-test ## build the Sphinx docs, warnings as errors
+	$(BIN)/python scripts/render_settings_doc.py
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
 demo: $(VENV)/.installed-test ## start the embedded broker and send an event through it end to end
 	$(BIN)/python scripts/demo.py
