@@ -98,8 +98,7 @@ class KafkaEventConsumer(EventBusConsumer):
         """Run until stopped. SIGTERM/SIGINT stop gracefully (in the main thread).
 
         Raises:
-            WorkerExit: (a ``SystemExit``) with a non-zero status on configuration errors, fatal
-                client errors or too many consecutive errors.
+            WorkerExit: a ``SystemExit`` with status 1, 2 or 3 (see ``worker``), on fatal errors.
 
         """
         timeout = self.settings.consumer_shutdown_timeout_sec if self.problem is None else 1.0

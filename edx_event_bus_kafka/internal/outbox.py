@@ -129,7 +129,7 @@ class OutboxPublisher:
             except Exception as error:  # noqa: BLE001 -- registry down and the like: retry the row later
                 outcomes[row.id] = error
                 result.errors.append(f"row {row.id}: {error!r}")
-                continue
+                break  # later rows (maybe with the same key) must not overtake this one
             try:
                 self.producer.produce(topic, key=key, value=value, headers=headers, on_delivery=reporter(row.id))
             except BufferError:
@@ -138,7 +138,7 @@ class OutboxPublisher:
             except Exception as error:  # noqa: BLE001 -- e.g. message too large: the row can never go out
                 outcomes[row.id] = PermanentRowError(f"{type(error).__name__}: {error}")
         deadline = time.monotonic() + self.settings.outbox_delivery_timeout_sec
-        while len(outcomes) < len(rows) and time.monotonic() < deadline:
+        while len(self.producer) > 0 and time.monotonic() < deadline:
             self.producer.poll(0.05)
         return outcomes
 
