@@ -13,6 +13,11 @@ sends plus the flush that waits for every delivery report, and counts the audit 
 
 With ``--baseline`` the same sends go to a producer that does nothing: what openedx-events itself
 costs (metadata, signal dispatch, its own INFO log line per event), which no event bus can avoid.
+
+With ``--fill TOPIC`` (repeatable) nothing is timed: it fills the topics for the consumer benchmark.
+``--events`` events, each with its own course (so keys spread over partitions), go with the same
+metadata to every fill topic through ``producer.send`` (byte-identical messages), and it waits for
+every delivery report. Prints one JSON line with the delivered and failed counts.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from typing import Any
 EVENT_TYPE = "org.openedx.learning.course.enrollment.changed.v1"
 KEY_FIELD = "enrollment.course.course_key"
 COURSE = "course-v1:edX+DemoX+Demo_Course"
+VARIED_COURSE = "course-v1:edX+C{number}+2026"  # --fill: one course (hence one key) per event
 DELIVERED_MARK = "Message delivered to Kafka event bus"
 FAILED_MARK = "Error delivering message to Kafka event bus"
 
@@ -38,7 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--label", required=True, help="name to report (ours / reference)")
     parser.add_argument("--bootstrap-servers", required=True)
     parser.add_argument("--schema-registry-url", required=True)
-    parser.add_argument("--topic", required=True, help="a fresh topic for this round")
+    parser.add_argument("--topic", help="a fresh topic for this round (required unless --fill)")
+    parser.add_argument("--fill", action="append", dest="fill_topics", default=[], metavar="TOPIC",
+                        help="fill this topic (repeatable) for the consumer benchmark instead of timing sends")
     parser.add_argument("--log-file", required=True, type=Path, help="where INFO logging (audit lines) goes")
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--warmup", type=int, default=50)
@@ -47,7 +55,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="send through a producer that does nothing, to measure openedx-events' own cost")
     parser.add_argument("--settle-timeout", type=float, default=10.0,
                         help="seconds to wait after the flush for audit lines still being written")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.fill_topics and not args.topic:
+        parser.error("--topic is required unless --fill is given")
+    if args.fill_topics and args.baseline:
+        parser.error("--fill sends through the Kafka producer: it cannot be combined with --baseline")
+    return args
 
 
 def configure_django(args: argparse.Namespace) -> None:
@@ -65,7 +78,9 @@ def configure_django(args: argparse.Namespace) -> None:
         EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL=args.schema_registry_url,
         EVENT_BUS_KAFKA_AUDIT_LOGGING_ENABLED=True,
         EVENT_BUS_PRODUCER=f"{__name__}.baseline_producer" if args.baseline else "edx_event_bus_kafka.create_producer",
-        EVENT_BUS_PRODUCER_CONFIG={EVENT_TYPE: {args.topic: {"event_key_field": KEY_FIELD, "enabled": True}}},
+        EVENT_BUS_PRODUCER_CONFIG=(
+            {EVENT_TYPE: {args.topic: {"event_key_field": KEY_FIELD, "enabled": True}}} if args.topic else {}
+        ),
         LOGGING={
             "version": 1,
             "disable_existing_loggers": False,
@@ -93,14 +108,20 @@ def baseline_producer() -> Any:
     return BaselineProducer()
 
 
-def make_events(count: int, first: int) -> list[Any]:
-    """``count`` distinct CourseEnrollmentData objects, built before timing starts."""
+def make_events(count: int, first: int, *, vary_course: bool = False) -> list[Any]:
+    """``count`` distinct CourseEnrollmentData objects, built before timing starts.
+
+    All in one course, or (``vary_course``) each in its own, so that their keys spread over partitions.
+    """
     from opaque_keys.edx.keys import CourseKey
     from openedx_events.learning.data import CourseData, CourseEnrollmentData, UserData, UserPersonalData
 
     course = CourseData(course_key=CourseKey.from_string(COURSE), display_name="Demonstration Course")
     events = []
     for number in range(first, first + count):
+        if vary_course:
+            course = CourseData(course_key=CourseKey.from_string(VARIED_COURSE.format(number=number)),
+                                display_name="Demonstration Course")
         user = UserData(
             id=number, is_active=True,
             pii=UserPersonalData(username=f"learner{number}", email=f"learner{number}@example.com",
@@ -133,9 +154,46 @@ def wait_for_marks(log_file: Path, start: int, wanted: int, timeout: float) -> t
         time.sleep(0.05)
 
 
+def fill(args: argparse.Namespace) -> int:
+    """``--fill``: the same ``--events`` events to every fill topic, each delivery report awaited."""
+    from openedx_events.data import EventsMetadata
+    from openedx_events.event_bus import get_producer
+    from openedx_events.learning.signals import COURSE_ENROLLMENT_CHANGED
+
+    import edx_event_bus_kafka
+
+    producer = get_producer()
+    if type(producer).__name__ != "KafkaEventProducer":
+        raise SystemExit(f"openedx-events loaded {type(producer).__name__}, not the Kafka producer")
+    events = make_events(args.events, first=1, vary_course=True)
+    started = time.perf_counter()
+    for enrollment in events:
+        metadata = EventsMetadata(event_type=EVENT_TYPE)
+        for topic in args.fill_topics:
+            producer.send(signal=COURSE_ENROLLMENT_CHANGED, topic=topic, event_key_field=KEY_FIELD,
+                          event_data={"enrollment": enrollment}, event_metadata=metadata)
+    producer.prepare_for_shutdown()
+    wanted = args.events * len(args.fill_topics)
+    delivered, failed = wait_for_marks(args.log_file, 0, wanted, args.settle_timeout)
+    result = {
+        "label": args.label,
+        "version": edx_event_bus_kafka.__version__,
+        "package_file": edx_event_bus_kafka.__file__,
+        "topics": args.fill_topics,
+        "events": args.events,
+        "delivered": delivered,
+        "failed": failed,
+        "elapsed_s": time.perf_counter() - started,
+    }
+    print(json.dumps(result), flush=True)
+    return 0 if delivered >= wanted else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_django(args)
+    if args.fill_topics:
+        return fill(args)
 
     from openedx_events.event_bus import get_producer
     from openedx_events.learning.signals import COURSE_ENROLLMENT_CHANGED
