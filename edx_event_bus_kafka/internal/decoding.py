@@ -17,6 +17,7 @@ from typing import Any
 import fastavro
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from fastavro.schema import fingerprint, to_parsing_canonical_form
 from openedx_events.data import EventsMetadata
 from openedx_events.event_bus.avro.deserializer import AvroSignalDeserializer
 from openedx_events.tooling import OpenEdxPublicSignal
@@ -31,15 +32,16 @@ class WriterSchemas:
 
     def __init__(self, client: Any):
         self.client = client
-        self._parsed: dict[int, Any] = {}
+        self._parsed: dict[int, tuple[Any, bytes]] = {}
         self._lock = threading.Lock()
 
-    def parsed(self, schema_id: int) -> Any:
-        """The parsed writer schema for ``schema_id``."""
+    def parsed(self, schema_id: int) -> tuple[Any, bytes]:
+        """The parsed writer schema for ``schema_id`` and its CRC-64-AVRO fingerprint."""
         found = self._parsed.get(schema_id)
         if found is None:
             schema = self.client.get_schema(schema_id)
-            found = fastavro.parse_schema(json.loads(schema.schema_str))
+            parsed = fastavro.parse_schema(json.loads(schema.schema_str))
+            found = (parsed, bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO")))
             with self._lock:
                 self._parsed[schema_id] = found
         return found
@@ -65,11 +67,8 @@ def signal_for_type(event_type: str) -> OpenEdxPublicSignal:
         raise UnusableMessageError(f"unknown event type {event_type!r}: no OpenEdxPublicSignal has it") from None
 
 
-def decode_value(signal: OpenEdxPublicSignal, value: bytes | None) -> dict[str, Any]:
-    """The event data (signal keyword arguments) encoded in a message value."""
-    if not value:
-        raise UnusableMessageError("message has no value")
-    reader = signal_schema(signal)
+def _writer_and_body(signal: OpenEdxPublicSignal, value: bytes, reader: Any) -> tuple[Any, bytes]:
+    """The writer schema (None: our own) and the Avro body, from the value's framing."""
     if value[:1] == CONFLUENT_MAGIC:
         schemas = writer_schemas()
         if schemas is None:
@@ -80,25 +79,35 @@ def decode_value(signal: OpenEdxPublicSignal, value: bytes | None) -> dict[str, 
             raise UnusableMessageError("value is too short for the schema registry wire format")
         schema_id = int.from_bytes(value[1:5], "big")
         try:
-            writer = schemas.parsed(schema_id)
+            writer, writer_fingerprint = schemas.parsed(schema_id)
         except Exception as error:
             if _is_missing_schema(error):
                 raise UnusableMessageError(f"schema id {schema_id} is not in the registry") from error
             raise  # registry unreachable: retriable, not the message's fault
-        body = value[5:]
-    elif value[:2] == SINGLE_OBJECT_MARKER:
+        # Written with our own schema: no schema resolution needed.
+        return (None if writer_fingerprint == reader.fingerprint else writer), value[5:]
+    if value[:2] == SINGLE_OBJECT_MARKER:
         fingerprint = value[2:10]
         if fingerprint != reader.fingerprint:
             raise UnusableMessageError(
                 f"unknown schema fingerprint {fingerprint.hex()} for {signal.event_type} "
                 f"(this service knows {reader.fingerprint.hex()}); the producer's schema differs"
             )
-        writer = reader.parsed
-        body = value[10:]
-    else:
-        raise UnusableMessageError(f"value starts with {value[:2].hex()}: neither registry nor single-object Avro")
+        return None, value[10:]
+    raise UnusableMessageError(f"value starts with {value[:2].hex()}: neither registry nor single-object Avro")
+
+
+def decode_value(signal: OpenEdxPublicSignal, value: bytes | None) -> dict[str, Any]:
+    """The event data (signal keyword arguments) encoded in a message value."""
+    if not value:
+        raise UnusableMessageError("message has no value")
+    reader = signal_schema(signal)
+    writer, body = _writer_and_body(signal, value, reader)
     try:
-        record = fastavro.schemaless_reader(io.BytesIO(body), writer, reader.parsed)
+        if writer is None:
+            record = fastavro.schemaless_reader(io.BytesIO(body), reader.parsed, None)
+        else:
+            record = fastavro.schemaless_reader(io.BytesIO(body), writer, reader.parsed)
         return _deserializer(signal).from_dict(record)
     except Exception as error:
         raise UnusableMessageError(f"value cannot be decoded as {signal.event_type}: {error!r}") from error
@@ -108,14 +117,14 @@ def _is_missing_schema(error: Exception) -> bool:
     return getattr(error, "http_status_code", None) == 404
 
 
-def decode_message(message: Any) -> tuple[OpenEdxPublicSignal, dict[str, Any], EventsMetadata]:
-    """Signal, event data and metadata of a consumed message.
+def decode_message(message: Any, headers: Any = None) -> tuple[OpenEdxPublicSignal, dict[str, Any], EventsMetadata]:
+    """Signal, event data and metadata of a consumed message (``headers``: its headers, if already read).
 
     Raises:
         UnusableMessageError: with the message's topic, partition, offset and (when readable) event id.
 
     """
-    headers = message.headers()
+    headers = message.headers() if headers is None else headers
     try:
         metadata = metadata_from_headers(headers)
         signal = signal_for_type(metadata.event_type)

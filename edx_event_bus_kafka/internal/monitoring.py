@@ -38,8 +38,21 @@ def record_error(error: BaseException) -> None:
         record_exception()
 
 
-def set_message_attributes(full_topic: str, message: Any, error: BaseException | None = None) -> None:
+def _monitoring_configured() -> bool:
+    """Whether any edx-django-utils telemetry backend is configured (cached by edx-django-utils)."""
+    try:
+        from edx_django_utils.monitoring.internal.backends import configured_backends
+
+        return bool(configured_backends())
+    except Exception:  # noqa: BLE001 -- internal API moved: assume monitoring is on
+        return True
+
+
+def set_message_attributes(full_topic: str, message: Any, headers: Any = None,
+                           error: BaseException | None = None) -> None:
     """The reference's custom attributes for a consumed message (and its error); never raises."""
+    if not _monitoring_configured():
+        return  # nothing would receive them: skip the per-message work
     try:
         from .headers import HEADER_EVENT_TYPE, HEADER_ID, header_values
 
@@ -49,7 +62,7 @@ def set_message_attributes(full_topic: str, message: Any, error: BaseException |
             return
         set_attribute("kafka_partition", message.partition())
         set_attribute("kafka_offset", message.offset())
-        headers = message.headers() or []
+        headers = (message.headers() if headers is None else headers) or []
         message_ids = header_values(headers, HEADER_ID)
         if message_ids:
             set_attribute("kafka_message_id", ",".join(message_ids))
