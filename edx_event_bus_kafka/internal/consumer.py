@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from openedx_events.event_bus import EventBusConsumer
@@ -40,6 +41,9 @@ from .worker import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: Longest a blocking poll runs before the loop checks for a stop request.
+STOP_CHECK_SEC = 0.25
 
 #: Options accepted besides topic and group (also through ``consume_events --extra``).
 KNOWN_OPTIONS = ("offset_time", "from_beginning", "event_types", "heartbeat_file")
@@ -158,7 +162,14 @@ class KafkaEventConsumer(EventBusConsumer):
         messages = self.consumer.consume(num_messages=batch_size, timeout=0)
         if messages:
             return list(messages)
-        first = self.consumer.poll(poll_timeout)
+        # Wait in short slices so that a stop request is noticed quickly even with a long timeout.
+        deadline = time.monotonic() + poll_timeout
+        first = None
+        while first is None and not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            first = self.consumer.poll(min(remaining, STOP_CHECK_SEC))
         if first is None:
             return []
         return [first, *self.consumer.consume(num_messages=batch_size - 1, timeout=0)] if batch_size > 1 else [first]

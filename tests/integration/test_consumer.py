@@ -194,3 +194,19 @@ def _assigned_count(output: str) -> int:
         return 0
     listed = lines[-1].rsplit("[", 1)[1].rstrip("]").strip()
     return len([p for p in listed.split(",") if p.strip()])
+
+
+def test_low_traffic__a_lone_message_is_not_held_until_the_poll_timeout(bus_settings, kafka_topic, tmp_path):
+    """With a 60 s poll timeout and a 500-message batch, one message still reaches the receiver at once."""
+    bootstrap = bus_settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS
+    worker = Worker.consume_events(tmp_path, bootstrap, kafka_topic, group_name(), settings={
+        "EVENT_BUS_KAFKA_CONSUMER_POLL_TIMEOUT": 60.0, "EVENT_BUS_KAFKA_CONSUMER_BATCH_SIZE": 500,
+    }).start()
+    try:
+        wait_for(lambda: "Assigned partitions" in worker.output(), timeout=30, what="the group join")
+        (metadata,) = produce(kafka_topic, 1)
+        # Far less than the 60 s a batch-filling poll would wait: the message is not held back.
+        worker.wait_for_entries(lambda e: any(x["phase"] == "done" for x in e), timeout=20)
+    finally:
+        assert worker.stop(timeout=20) == 0, worker.output()  # a stop does not wait out the poll either
+    assert [e["id"] for e in worker.entries("done")] == [str(metadata.id)]
