@@ -204,3 +204,59 @@ def test_stop__run_returns_zero_and_closes(bus_settings, kafka_topic, settings):
     consumer.stop()
     thread.join(10)
     assert result == [EXIT_OK]
+
+
+def test_log_and_skip_policy__failed_message_is_logged_skipped_and_committed(bus_settings, kafka_topic, tmp_path):
+    """With the reference's log_and_skip policy a failing event is logged and skipped: no dead letter."""
+    bootstrap = bus_settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    key, value, headers = good_message()
+    producer = Producer({"bootstrap.servers": bootstrap, "log_level": 0})
+    producer.produce(kafka_topic, key=key, value=value, headers=headers, partition=0)
+    producer.flush(10)
+    worker = Worker.consume_events(tmp_path, bootstrap, kafka_topic, group, mode="always_fail", settings={
+        "EVENT_BUS_KAFKA_CONSUMER_FAILURE_POLICY": "log_and_skip", "EVENT_BUS_KAFKA_CONSUMER_RETRY_ATTEMPTS": 2,
+    }).start()
+    try:
+        from tests.integration.test_consumer import committed_offsets
+
+        wait_for(lambda: committed_offsets(bootstrap, group, kafka_topic)[0] == 1, timeout=30,
+                 what="the skipped message's offset to be committed")
+    finally:
+        assert worker.stop() == 0, worker.output()
+    assert len(worker.entries("start")) == 2
+    assert "failure policy log_and_skip" in worker.output()
+    assert "Dead-lettered" not in worker.output()
+
+
+def test_monitoring__reference_custom_attributes_are_recorded(bus_settings, kafka_topic, settings):
+    """Each consumed message sets the reference's custom attributes (topic, partition, offset, id, type)."""
+    from openedx_events.learning.signals import COURSE_ENROLLMENT_CHANGED
+
+    from tests.support import telemetry
+
+    for name, value in FAST_WORKER_SETTINGS.items():
+        setattr(settings, name, value)
+    key, value, headers = good_message()
+    producer = Producer({"bootstrap.servers": bus_settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS, "log_level": 0})
+    producer.produce(kafka_topic, key=key, value=value, headers=headers, partition=2)
+    producer.flush(10)
+    received: list = []
+    consumer = KafkaEventConsumer(kafka_topic, f"monitor-{uuid.uuid4().hex[:6]}")
+
+    def receiver(**kwargs):
+        received.append(kwargs["metadata"])
+        consumer.stop()
+
+    COURSE_ENROLLMENT_CHANGED.connect(receiver, weak=False)
+    try:
+        assert consumer.run() == EXIT_OK
+    finally:
+        COURSE_ENROLLMENT_CHANGED.disconnect(receiver)
+    (metadata,) = received
+    assert kafka_topic in telemetry.attributes_named("kafka_topic")
+    assert telemetry.attributes_named("kafka_partition") == [2]
+    assert telemetry.attributes_named("kafka_offset") == [0]
+    assert telemetry.attributes_named("kafka_message_id") == [str(metadata.id)]
+    assert telemetry.attributes_named("kafka_event_type") == [ENROLLMENT_SIGNAL.event_type]
+    assert telemetry.attributes_named("kafka_received_message") == [True]

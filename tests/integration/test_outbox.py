@@ -229,3 +229,52 @@ def test_two_relays_on_postgresql_publish_every_row_exactly_once(outbox_db, embe
     ids = [dict(m.headers())["ce_id"] for m in messages]
     assert len(ids) == 300 and len(set(ids)) == 300
     assert_per_key_order(user_ids(messages), 5)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_unserializable_row__moved_aside_with_its_error_and_the_rest_published(outbox_settings, kafka_topic):
+    """A row that can never be serialized is marked failed with its error; rows after it still go out."""
+    from edx_event_bus_kafka.internal.outbox import OutboxPublisher, backlog
+
+    outbox_settings.EVENT_BUS_KAFKA_OUTBOX_PUBLISH_ON_COMMIT = False
+    producer = create_producer()
+    send(producer, kafka_topic, 1)
+    broken = OutboxEvent.objects.create(topic=kafka_topic, event_type="org.openedx.nothing.v1", event_key_field="x",
+                                        event_id="broken", event_data="{}", event_metadata="{}")
+    send(producer, kafka_topic, 2)
+    publisher = OutboxPublisher()
+    try:
+        result = publisher.publish_batch()
+    finally:
+        publisher.close()
+    assert (result.published, result.failed_permanently, result.left_pending) == (2, 1, 0)
+    broken.refresh_from_db()
+    assert broken.status == OutboxEvent.FAILED and "org.openedx.nothing.v1" in broken.last_error
+    assert backlog() == {"pending": 0, "failed": 1, "oldest_pending_age_sec": None}
+    assert user_ids(read_messages(outbox_settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS, kafka_topic, 2)) == [1, 2]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_purge__deletes_published_rows_older_than_retention_only(outbox_settings, kafka_topic):
+    """purge() removes published rows past EVENT_BUS_KAFKA_OUTBOX_RETENTION_SEC and keeps pending and recent ones."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from edx_event_bus_kafka.internal.outbox import OutboxPublisher
+
+    outbox_settings.EVENT_BUS_KAFKA_OUTBOX_RETENTION_SEC = 3600
+    now = timezone.now()
+    rows = {}
+    for name, status, published_at in [("old", OutboxEvent.PUBLISHED, now - timedelta(hours=2)),
+                                       ("recent", OutboxEvent.PUBLISHED, now - timedelta(minutes=5)),
+                                       ("pending", OutboxEvent.PENDING, None)]:
+        rows[name] = OutboxEvent.objects.create(topic=kafka_topic, event_type="t", event_key_field="k", event_id=name,
+                                                event_data="{}", event_metadata="{}", status=status,
+                                                published_at=published_at)
+    publisher = OutboxPublisher()
+    try:
+        assert publisher.purge() == 1
+    finally:
+        publisher.close()
+    assert set(OutboxEvent.objects.values_list("event_id", flat=True)) == {"recent", "pending"}
