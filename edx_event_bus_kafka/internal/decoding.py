@@ -22,6 +22,7 @@ from openedx_events.data import EventsMetadata
 from openedx_events.event_bus.avro.deserializer import AvroSignalDeserializer
 from openedx_events.tooling import OpenEdxPublicSignal
 
+from .avro_reader import FallBack, compile_event_reader
 from .errors import UnusableMessageError
 from .headers import HEADER_EVENT_TYPE, header_values, metadata_from_headers
 from .serialization import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER, registry_client, signal_schema
@@ -103,6 +104,13 @@ def decode_value(signal: OpenEdxPublicSignal, value: bytes | None) -> dict[str, 
         raise UnusableMessageError("message has no value")
     reader = signal_schema(signal)
     writer, body = _writer_and_body(signal, value, reader)
+    if writer is None:
+        fast = compile_event_reader(signal)
+        if fast is not None:
+            try:
+                return fast(body)
+            except FallBack:
+                pass  # the reference path below decodes it, or says precisely why it cannot
     try:
         if writer is None:
             record = fastavro.schemaless_reader(io.BytesIO(body), reader.parsed, None)
