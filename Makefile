@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help system-deps test test-all quality docs demo broker bench reference-venv upgrade requirements dev clean
+.PHONY: help system-deps test test-all quality docs demo broker bench bench-outbox reference-venv upgrade requirements dev clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ broker: $(VENV)/.installed-test ## run an embedded broker on 127.0.0.1:9092 in t
 
 bench: $(VENV)/.installed-test ## benchmark ours against the reference (installed in .venv-reference), same run
 	$(BIN)/python scripts/benchmark.py $(BENCH_ARGS)
+
+bench-outbox: $(VENV)/.installed-test system-deps ## outbox write rate, relay rate and commit-to-consumer latency
+	$(BIN)/python scripts/bench_outbox.py $(BENCH_ARGS)
 
 reference-venv: $(VENV)/.installed-test ## build .venv-reference with the reference edx-event-bus-kafka 6.x
 	$(BIN)/python -m tests.support.reference_venv
