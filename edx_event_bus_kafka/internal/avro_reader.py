@@ -30,13 +30,10 @@ from openedx_events.event_bus.avro.deserializer import DEFAULT_DESERIALIZERS, Av
 from openedx_events.event_bus.avro.serializer import AvroSignalSerializer
 from openedx_events.event_bus.avro.types import PYTHON_TYPE_TO_AVRO_MAPPING, SIMPLE_PYTHON_TYPE_TO_AVRO_MAPPING
 
+from .codegen import FallBack, SourceBuilder
+from .codegen import Unsupported as _Unsupported
 
-class FallBack(Exception):
-    """Raised when a body needs the reference decoder: the fast reader met something it does not handle."""
-
-
-class _Unsupported(Exception):
-    """The schema, or an attrs class it maps to, uses something we do not generate code for."""
+__all__ = ["FallBack"]
 
 
 # Single-byte varints (below 0x80) by byte: the zig-zag decoded long, and the same as a length.
@@ -136,7 +133,7 @@ def _primitive_name(schema: Any) -> Any:
     return schema
 
 
-class _Source:
+class _Source(SourceBuilder):
     """The lines of one generated reader and the names they refer to.
 
     The generated function keeps the body in ``body``, its length in ``end`` and the read position in
@@ -144,28 +141,9 @@ class _Source:
     """
 
     def __init__(self, deserializers: dict[Any, Any]):
-        self.lines: list[str] = []
-        self.env: dict[str, Any] = {"FallBack": FallBack, "_ZZ": _ZIGZAG, "_LEN": _LENGTHS, "_BOOL": _BOOLEANS}
-        self.env.update({"_double": _double, "_long": _long, "_length": _length})
+        super().__init__({"_ZZ": _ZIGZAG, "_LEN": _LENGTHS, "_BOOL": _BOOLEANS, "_double": _double,
+                          "_long": _long, "_length": _length})
         self.deserializers = deserializers
-        self.count = 0
-        self.named: dict[str, Any] = {}
-        self.open_records: set[str] = set()
-        self.constants: dict[int, str] = {}
-
-    def new(self, prefix: str) -> str:
-        self.count += 1
-        return f"{prefix}{self.count}"
-
-    def constant(self, value: Any, prefix: str) -> str:
-        name = self.constants.get(id(value))
-        if name is None:
-            name = self.constants[id(value)] = self.new(prefix)
-            self.env[name] = value
-        return name
-
-    def line(self, depth: int, text: str) -> None:
-        self.lines.append("    " * depth + text)
 
     def value(self, schema: Any, declared: Any, target: str, depth: int, default: str | None) -> None:
         """Emit code reading the value at ``p`` into local ``target``, as ``from_dict`` would pass it on.

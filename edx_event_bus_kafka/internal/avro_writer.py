@@ -23,13 +23,10 @@ import fastavro
 from openedx_events.event_bus.avro.custom_serializers import DEFAULT_CUSTOM_SERIALIZERS
 from openedx_events.event_bus.avro.serializer import AvroSignalSerializer
 
+from .codegen import FallBack, SourceBuilder
+from .codegen import Unsupported as _Unsupported
 
-class FallBack(Exception):
-    """Raised when an event needs the reference encoder: the fast writer met a value it does not handle."""
-
-
-class _Unsupported(Exception):
-    """The schema uses Avro that we do not generate code for."""
+__all__ = ["FallBack"]
 
 
 _LONG_MIN, _LONG_MAX = -(1 << 63), (1 << 63) - 1
@@ -176,31 +173,12 @@ def _join(pieces: _Pieces) -> str:
     return f"b''.join(({', '.join(rendered)},))" if rendered else "b''"
 
 
-class _Source:
+class _Source(SourceBuilder):
     """The lines of one generated writer and the names they refer to."""
 
     def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.env: dict[str, Any] = {"FallBack": FallBack, "_S": _SMALL, "_long": _long, "_as_text": _as_text}
-        self.env.update({"_double": _double, "_NAN": _NAN, "_double_of_int": _double_of_int})
-        self.count = 0
-        self.named: dict[str, Any] = {}
-        self.open_records: set[str] = set()
-        self.constants: dict[int, str] = {}
-
-    def new(self, prefix: str) -> str:
-        self.count += 1
-        return f"{prefix}{self.count}"
-
-    def constant(self, value: Any, prefix: str) -> str:
-        name = self.constants.get(id(value))
-        if name is None:
-            name = self.constants[id(value)] = self.new(prefix)
-            self.env[name] = value
-        return name
-
-    def line(self, depth: int, text: str) -> None:
-        self.lines.append("    " * depth + text)
+        super().__init__({"_S": _SMALL, "_long": _long, "_as_text": _as_text, "_double": _double, "_NAN": _NAN,
+                          "_double_of_int": _double_of_int})
 
     def encode(self, schema: Any, src: str, declared: Any, by_declared: bool, depth: int) -> _Pieces:
         """Emit code encoding local ``src``; ``by_declared``: the declared type picks serializers."""

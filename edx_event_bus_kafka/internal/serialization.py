@@ -190,23 +190,23 @@ class EventEncoder:
         """Encoded ``(key, value)`` bytes of one event."""
         key_prefix, value_prefix = self._framing()
         key_value = self.event_key(event_data)
-        key_body = None
-        if self._fast_key is not None:
-            try:
-                key_body = self._fast_key(key_value)
-            except FallBack:
-                pass
+        key_body = _fast_or_none(self._fast_key, key_value)
         if key_body is None:
             key_body = self.key_schema.write(to_avro_record(key_value))
-        value_body = None
-        if self._fast_value is not None:
-            try:
-                value_body = self._fast_value(event_data)
-            except FallBack:
-                pass
+        value_body = _fast_or_none(self._fast_value, event_data)
         if value_body is None:
             value_body = self.value_schema.write(event_data_to_record(event_data))
         return key_prefix + key_body, value_prefix + value_body
+
+
+def _fast_or_none(writer: Any, value: Any) -> bytes | None:
+    """The generated writer's bytes, or None when there is none or it hands the value back."""
+    if writer is None:
+        return None
+    try:
+        return bytes(writer(value))
+    except FallBack:
+        return None
 
 
 _encoders: dict[tuple[OpenEdxPublicSignal, str, str], EventEncoder] = {}

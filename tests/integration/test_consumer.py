@@ -6,34 +6,17 @@ import uuid
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from openedx_events.data import EventsMetadata
 
-from edx_event_bus_kafka import create_producer
 from edx_event_bus_kafka.internal.avro_records import event_data_to_record
 from edx_event_bus_kafka.testing import wait_for
-from tests.events import ENROLLMENT_KEY_FIELD, ENROLLMENT_SIGNAL, enrollment_event_data
 from tests.support.kafka import read_messages
+from tests.support.producing import event_data, produce
 from tests.support.workers import Worker
 
 pytestmark = pytest.mark.integration
 
 
-def event_data(number: int) -> dict:
-    """Enrollment number ``number`` in course ``C{number}``, so keys spread over partitions."""
-    return enrollment_event_data(number, course=f"course-v1:edX+C{number}+2026")
 
-
-def produce(topic: str, count: int, start: int = 0) -> list[EventsMetadata]:
-    """Send ``count`` enrollment events with our producer and wait until all are acknowledged."""
-    producer = create_producer()
-    sent = []
-    for number in range(start, start + count):
-        metadata = EventsMetadata(event_type=ENROLLMENT_SIGNAL.event_type)
-        producer.send(signal=ENROLLMENT_SIGNAL, topic=topic, event_key_field=ENROLLMENT_KEY_FIELD,
-                      event_data=event_data(number), event_metadata=metadata)
-        sent.append(metadata)
-    assert producer.prepare_for_shutdown(10) == 0
-    return sent
 
 
 def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int = 3) -> dict[int, int]:

@@ -13,6 +13,7 @@ from edx_event_bus_kafka import create_producer
 from edx_event_bus_kafka.internal.avro_records import event_data_to_record
 from tests.events import ENROLLMENT_KEY_FIELD, ENROLLMENT_SIGNAL
 from tests.support.kafka import read_messages
+from tests.support.producing import event_data
 from tests.support.reference_venv import ensure_reference_venv
 from tests.support.schema_registry import SchemaRegistryStandIn
 from tests.support.workers import Worker
@@ -41,11 +42,6 @@ def run_reference(python: str, *args: str, timeout: float = 90) -> subprocess.Co
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
-
-def event_data(number: int) -> dict:
-    from tests.events import enrollment_event_data
-
-    return enrollment_event_data(number, course=f"course-v1:edX+C{number}+2026")
 
 
 def test_reference_producer_and_ours_write_identical_messages(
