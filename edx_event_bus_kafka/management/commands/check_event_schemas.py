@@ -7,23 +7,20 @@ checked, or no registry is configured; 2 a flag that does not parse (argparse's 
 """
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser, DjangoHelpFormatter
+from django.core.management.base import CommandError, CommandParser
 
 from edx_event_bus_kafka.internal import schema_check
 from edx_event_bus_kafka.internal.errors import ConfigurationError
 from edx_event_bus_kafka.internal.secrets import redact_url
 from edx_event_bus_kafka.internal.settings import get_settings
+from edx_event_bus_kafka.management.base import EventBusCommand
 
 MAX_DETAIL_WIDTH = 100
 MAX_MESSAGE_WIDTH = 400
 
-
-class _HelpFormatter(DjangoHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Django's option order, with the description's line breaks kept."""
 
 
 def _cut(text: str, width: int = MAX_DETAIL_WIDTH) -> str:
@@ -31,7 +28,7 @@ def _cut(text: str, width: int = MAX_DETAIL_WIDTH) -> str:
     return flat if len(flat) <= width else flat[: width - 3] + "..."
 
 
-class Command(BaseCommand):
+class Command(EventBusCommand):
     help = """
     Check the Avro schemas of the configured event types (values and keys) against the schema
     registry, and optionally register them. Exits 1 when a schema is incompatible or a subject could
@@ -51,11 +48,6 @@ class Command(BaseCommand):
     """
     # Settings are checked by get_settings() below, with our own message naming each bad setting.
     requires_system_checks = ()
-
-    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.formatter_class = _HelpFormatter  # keep the statuses' and examples' line breaks
-        return parser
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--register", action="store_true",

@@ -9,14 +9,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from openedx_events.tooling import load_all_signals
 
 from edx_event_bus_kafka.internal.consumer import KafkaEventConsumer
 from edx_event_bus_kafka.internal.worker import EXIT_CONFIG, WorkerExit
+from edx_event_bus_kafka.management.base import EventBusCommand
 
 
-class Command(BaseCommand):
+class Command(EventBusCommand):
     help = """
     Consume events from a topic and re-emit each as its Django signal, at least once.
 

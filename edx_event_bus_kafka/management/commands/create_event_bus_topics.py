@@ -13,17 +13,15 @@ import json
 from collections import Counter
 from typing import Any, get_args
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser, DjangoHelpFormatter
+from django.core.management.base import CommandError, CommandParser
 
 from edx_event_bus_kafka.internal.errors import ConfigurationError
 from edx_event_bus_kafka.internal.settings import get_settings
 from edx_event_bus_kafka.internal.topics import Status, TopicAdminError, TopicResult, ensure_topics, planned_topics
+from edx_event_bus_kafka.management.base import EventBusCommand
 
 _UNITS = (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1000))
 
-
-class _HelpFormatter(DjangoHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Django's option order, with the description's line breaks kept."""
 
 
 def _at_least_one(text: str) -> int:
@@ -67,7 +65,7 @@ def _retention_text(config: dict[str, str]) -> str:
     return f"{milliseconds}ms"
 
 
-class Command(BaseCommand):
+class Command(EventBusCommand):
     help = """
     Create the Kafka topics this service needs: the topics enabled in EVENT_BUS_PRODUCER_CONFIG and those
     named with --topic (all with EVENT_BUS_TOPIC_PREFIX), plus, for each --group, that consumer group's
@@ -79,11 +77,6 @@ class Command(BaseCommand):
     """
     # Settings are checked by get_settings() below, with our own message naming each bad setting.
     requires_system_checks = ()
-
-    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.formatter_class = _HelpFormatter  # keep the examples' line breaks
-        return parser
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--group", action="append", dest="groups", default=[], metavar="G",

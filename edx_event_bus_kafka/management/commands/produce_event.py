@@ -8,16 +8,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils.module_loading import import_string
 from openedx_events.data import EventsMetadata
 from openedx_events.tooling import OpenEdxPublicSignal
 
 from edx_event_bus_kafka.internal.delivery import OutgoingEvent
 from edx_event_bus_kafka.internal.producer import create_producer
+from edx_event_bus_kafka.management.base import EventBusCommand
 
 
-class Command(BaseCommand):
+class Command(EventBusCommand):
     help = """
     Produce one event with the given data to a topic (without prefix), and wait for the broker's
     acknowledgement. Exits non-zero if the event was not delivered.

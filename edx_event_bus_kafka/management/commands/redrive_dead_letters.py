@@ -13,19 +13,17 @@ import json
 from datetime import datetime
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser, DjangoHelpFormatter
+from django.core.management.base import CommandError, CommandParser
 
 from edx_event_bus_kafka.internal import redrive
 from edx_event_bus_kafka.internal.config import get_full_topic
 from edx_event_bus_kafka.internal.dead_letter import dead_letter_topic
 from edx_event_bus_kafka.internal.errors import ConfigurationError
 from edx_event_bus_kafka.internal.settings import get_settings
+from edx_event_bus_kafka.management.base import EventBusCommand
 
 MAX_ERROR_WIDTH = 80
 
-
-class _HelpFormatter(DjangoHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Django's option order, with the description's line breaks kept."""
 
 
 def _partition(text: str) -> int:
@@ -71,7 +69,7 @@ def _place(partition: int | None, offset: int | None) -> str:
     return f"{'?' if partition is None else partition}:{'?' if offset is None else offset}"
 
 
-class Command(BaseCommand):
+class Command(EventBusCommand):
     help = """
     List a consumer group's dead letters, and re-publish chosen ones to the original topic so that
     only this group processes them again. Selectors (combined with AND) refer to the original message.
@@ -84,11 +82,6 @@ class Command(BaseCommand):
     """
     # Settings are checked by get_settings() below, with our own message naming each bad setting.
     requires_system_checks = ()
-
-    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.formatter_class = _HelpFormatter  # keep the examples' line breaks
-        return parser
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("-t", "--topic", required=True, help="Topic the group consumes (without prefix)")
