@@ -295,26 +295,8 @@ class _Source(SourceBuilder):
 
     def function(self, result: str, filename: str) -> Callable[[bytes], dict[str, Any]]:
         """Compile the emitted lines into ``read(body)``; the whole body must be read, surprises become FallBack."""
-        text = "\n".join(
-            [
-                "def read(body):",
-                "    try:",
-                "        end = len(body)",
-                "        p = 0",
-                *self.lines,
-                "        if p != end: raise FallBack('bytes left after the event')",
-                f"        return {result}",
-                "    except FallBack:",
-                "        raise",
-                "    except Exception as exc:",
-                "        raise FallBack(type(exc).__name__) from exc",
-            ]
-        )
-        namespace = dict(self.env)
-        exec(compile(text, filename, "exec"), namespace)
-        read: Callable[[bytes], dict[str, Any]] = namespace["read"]
-        read.__doc__ = text  # the generated source, for debugging
-        return read
+        return self.compile("read", "body", ["end = len(body)", "p = 0"],
+                            ["if p != end: raise FallBack('bytes left after the event')", f"return {result}"], filename)
 
 
 @functools.cache

@@ -283,23 +283,7 @@ class _Source(SourceBuilder):
 
     def function(self, argument: str, pieces: _Pieces, filename: str) -> Callable[[Any], bytes]:
         """Compile the emitted lines into ``write(argument)``; surprises become FallBack."""
-        text = "\n".join(
-            [
-                f"def write({argument}):",
-                "    try:",
-                *self.lines,
-                f"        return {_join(pieces)}",
-                "    except FallBack:",
-                "        raise",
-                "    except Exception as exc:",
-                "        raise FallBack(type(exc).__name__) from exc",
-            ]
-        )
-        namespace = dict(self.env)
-        exec(compile(text, filename, "exec"), namespace)
-        write: Callable[[Any], bytes] = namespace["write"]
-        write.__doc__ = text  # the generated source, for debugging
-        return write
+        return self.compile("write", argument, [], [f"return {_join(pieces)}"], filename)
 
 
 @functools.cache

@@ -5,6 +5,7 @@ refers to (its globals) and fresh identifiers.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -43,3 +44,28 @@ class SourceBuilder:
     def line(self, depth: int, text: str) -> None:
         """Append one line at indentation ``depth``."""
         self.lines.append("    " * depth + text)
+
+    def compile(
+        self, name: str, argument: str, setup: list[str], result: list[str], filename: str,
+    ) -> Callable[..., Any]:
+        """Compile ``def name(argument)`` from ``setup`` + the emitted lines + ``result``.
+
+        Any exception in the generated code other than FallBack becomes FallBack, so callers only
+        ever see that one and take the reference path. The source is kept as the docstring.
+        """
+        text = "\n".join([
+            f"def {name}({argument}):",
+            "    try:",
+            *(f"        {line}" for line in setup),
+            *self.lines,
+            *(f"        {line}" for line in result),
+            "    except FallBack:",
+            "        raise",
+            "    except Exception as exc:",
+            "        raise FallBack(type(exc).__name__) from exc",
+        ])
+        namespace = dict(self.env)
+        exec(compile(text, filename, "exec"), namespace)
+        function: Callable[..., Any] = namespace[name]
+        function.__doc__ = text  # the generated source, for debugging
+        return function
