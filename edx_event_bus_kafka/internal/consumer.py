@@ -25,7 +25,7 @@ from .dead_letter import REDRIVE_GROUP, DeadLetterError, DeadLetterWriter, dead_
 from .decoding import decode_message
 from .dispatch import emit
 from .error_policy import Action, ErrorPolicy
-from .errors import ConfigurationError, MessageContextError
+from .errors import ConfigurationError
 from .headers import HEADER_EVENT_TYPE, HEADER_ID, header_values, single_header
 from .heartbeat import Heartbeat
 from .offsets import DoneOffsets, offsets_at, parse_offset_time
@@ -232,7 +232,7 @@ class KafkaEventConsumer(EventBusConsumer):
                 return True
             except Exception as error:  # noqa: BLE001 -- every failure goes through the error policy
                 attempts += 1
-                outcome = self._failed(message, error, attempts)
+                outcome = self._failed(message, headers, error, attempts)
                 if outcome is not None:
                     return outcome
 
@@ -244,15 +244,15 @@ class KafkaEventConsumer(EventBusConsumer):
             return True
         targets = header_values(headers, REDRIVE_GROUP)
         if targets and self.group_id not in targets:
-            logger.debug("Skipping %s: re-driven for group(s) %s", _message_context(message), targets)
+            logger.debug("Skipping %s: re-driven for group(s) %s", _message_context(message, headers), targets)
             return True
         return False
 
-    def _failed(self, message: Any, error: Exception, attempts: int) -> bool | None:
+    def _failed(self, message: Any, headers: list, error: Exception, attempts: int) -> bool | None:
         """Carry out the policy's decision: True (done), False (stop, not done) or None (try again)."""
-        context = _message_context(message)
+        context = _message_context(message, headers)
         decision = self.policy.decide(error, attempts)
-        monitoring.set_message_attributes(self.full_topic, message, message.headers() or [], error=error)
+        monitoring.set_message_attributes(self.full_topic, message, headers, error=error)
         monitoring.record_error(error)
         logger.error(
             "Error consuming event from Kafka: %r in context full_topic=%r consumer_group=%r %s "
@@ -267,7 +267,7 @@ class KafkaEventConsumer(EventBusConsumer):
             self.offsets.done(message)
             return True
         try:
-            self._dead_letter(message, error, attempts)
+            self._dead_letter(message, context, error, attempts)
         except DeadLetterError as dead_letter_error:
             # Never skip a message whose dead letter is not safely written: try it all again.
             logger.error("Could not dead-letter %s, will retry the message: %s", context, dead_letter_error)
@@ -275,12 +275,12 @@ class KafkaEventConsumer(EventBusConsumer):
         self.offsets.done(message)
         return True
 
-    def _dead_letter(self, message: Any, error: Exception, attempts: int) -> None:
+    def _dead_letter(self, message: Any, context: str, error: Exception, attempts: int) -> None:
         if self._dead_letters is None:
             self._dead_letters = DeadLetterWriter(self.settings)
         topic = dead_letter_topic(self.full_topic, self.group_id, self.settings)
         self._dead_letters.write(topic, message, provenance_headers(message, self.group_id, error, attempts))
-        logger.warning("Dead-lettered %s to %s after %d attempt(s): %r", _message_context(message), topic,
+        logger.warning("Dead-lettered %s to %s after %d attempt(s): %r", context, topic,
                        attempts, error)
 
     def _audit_received(self, message: Any, headers: list) -> None:
@@ -338,12 +338,11 @@ class KafkaEventConsumer(EventBusConsumer):
             logger.info("Consumer for full_topic=%r consumer_group=%r closed", self.full_topic, self.group_id)
 
 
-def _message_context(message: Any) -> str:
-    headers = message.headers()
+def _message_context(message: Any, headers: Any) -> str:
     return (
         f"topic={message.topic()} partition={message.partition()} offset={message.offset()} "
         f"event_id={single_header(headers, HEADER_ID)} event_type={single_header(headers, HEADER_EVENT_TYPE)}"
     )
 
 
-__all__ = ["KNOWN_OPTIONS", "KafkaEventConsumer", "MessageContextError"]
+__all__ = ["KNOWN_OPTIONS", "KafkaEventConsumer"]

@@ -102,12 +102,17 @@ def _number(*, minimum: float, inclusive: bool) -> Parser:
     return parse
 
 
-def _optional_positive_int(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidSetting("must be a whole number >= 1, or None for no limit")
-    return value
+def _optional_count(none_means: str, *, minus_one_means: str | None = None) -> Parser:
+    """A whole number >= 1, or None (meaning ``none_means``), or -1 when ``minus_one_means`` is given."""
+    alternatives = f", -1 ({minus_one_means})" if minus_one_means else ""
+
+    def parse(value: Any) -> int | None:
+        if value is None or (minus_one_means and value == -1 and not isinstance(value, bool)):
+            return None if value is None else -1
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidSetting(f"must be a whole number >= 1{alternatives}, or None for {none_means}")
+        return value
+    return parse
 
 
 _HOST_PORT = re.compile(
@@ -206,22 +211,6 @@ def _topic_template(value: Any) -> str:
     return value
 
 
-def _optional_positive_int_or_minus_one(value: Any) -> int | None:
-    if value is None or value == -1:
-        return None if value is None else -1
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidSetting("must be a whole number >= 1, -1 (keep forever) or None (broker default)")
-    return value
-
-
-def _optional_positive_int_default(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidSetting("must be a whole number >= 1, or None for the broker's default")
-    return value
-
-
 def _librdkafka_options(kind: str) -> Parser:
     def parse(value: Any) -> dict[str, Any]:
         if value is None:
@@ -300,7 +289,7 @@ SETTING_SPECS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec(
         "EVENT_BUS_KAFKA_CONSUMER_CONSECUTIVE_ERRORS_LIMIT", "consumer_consecutive_errors_limit", None,
-        _optional_positive_int,
+        _optional_count("no limit"),
         "After this many errors in a row (failed polls or failed messages), the consumer exits "
         "with a non-zero status so its supervisor restarts it with fresh state. ``None`` means no "
         "limit.",
@@ -452,20 +441,21 @@ SETTING_SPECS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec(
         "EVENT_BUS_KAFKA_TOPIC_REPLICATION_FACTOR", "topic_replication_factor", None,
-        _optional_positive_int_default,
+        _optional_count("the broker's default"),
         "Replication factor of topics created by ``create_event_bus_topics``; ``None`` uses the "
         "broker's ``default.replication.factor``.",
         reference=False,
     ),
     SettingSpec(
-        "EVENT_BUS_KAFKA_TOPIC_RETENTION_MS", "topic_retention_ms", None, _optional_positive_int_or_minus_one,
+        "EVENT_BUS_KAFKA_TOPIC_RETENTION_MS", "topic_retention_ms", None,
+        _optional_count("the broker's default", minus_one_means="keep forever"),
         "``retention.ms`` of event topics created by ``create_event_bus_topics``; ``None`` uses the "
         "broker's default, ``-1`` keeps messages forever.",
         reference=False,
     ),
     SettingSpec(
         "EVENT_BUS_KAFKA_DEAD_LETTER_RETENTION_MS", "dead_letter_retention_ms", -1,
-        _optional_positive_int_or_minus_one,
+        _optional_count("the broker's default", minus_one_means="keep forever"),
         "``retention.ms`` of dead-letter topics created by ``create_event_bus_topics``; by default "
         "dead letters are kept until an operator deals with them (``-1``).",
         reference=False,
