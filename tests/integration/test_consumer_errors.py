@@ -174,19 +174,25 @@ def test_openedx_events_command__consumes_like_ours(bus_settings, kafka_topic, t
         assert worker.stop() == 0, worker.output()
 
 
+def start_in_thread(settings, topic: str, group: str) -> tuple[KafkaEventConsumer, threading.Thread, list[int]]:
+    """Run a consumer's loop in a thread (fast test settings); its exit status lands in the list."""
+    for name, value in FAST_WORKER_SETTINGS.items():
+        setattr(settings, name, value)
+    consumer = KafkaEventConsumer(topic, group)
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(consumer.run()))
+    thread.start()
+    wait_for(lambda: consumer.consumer is not None, timeout=10, what="the consumer to start")
+    return consumer, thread, result
+
+
 def test_fatal_client_error__run_returns_exit_1(bus_settings, kafka_topic, settings):
     """A fatal librdkafka error stops the loop with status 1 so the supervisor restarts the worker.
 
     The fatal error is injected through the client's error callback; a real one needs broker faults
     the embedded broker cannot produce on demand.
     """
-    for name, value in FAST_WORKER_SETTINGS.items():
-        setattr(settings, name, value)
-    consumer = KafkaEventConsumer(kafka_topic, "fatal-group")
-    result: list[int] = []
-    thread = threading.Thread(target=lambda: result.append(consumer.run()))
-    thread.start()
-    wait_for(lambda: consumer.consumer is not None, timeout=10, what="the consumer to start")
+    consumer, thread, result = start_in_thread(settings, kafka_topic, "fatal-group")
     consumer._on_client_error(KafkaError(KafkaError._FATAL, "simulated fatal error", fatal=True))
     thread.join(20)
     assert result == [EXIT_FATAL]
@@ -194,13 +200,7 @@ def test_fatal_client_error__run_returns_exit_1(bus_settings, kafka_topic, setti
 
 def test_stop__run_returns_zero_and_closes(bus_settings, kafka_topic, settings):
     """stop() ends an idle loop promptly with status 0."""
-    for name, value in FAST_WORKER_SETTINGS.items():
-        setattr(settings, name, value)
-    consumer = KafkaEventConsumer(kafka_topic, "stop-group")
-    result: list[int] = []
-    thread = threading.Thread(target=lambda: result.append(consumer.run()))
-    thread.start()
-    wait_for(lambda: consumer.consumer is not None, timeout=10, what="the consumer to start")
+    consumer, thread, result = start_in_thread(settings, kafka_topic, "stop-group")
     consumer.stop()
     thread.join(10)
     assert result == [EXIT_OK]
