@@ -197,15 +197,9 @@ def run_worker(label: str, python: Path, *, broker: EmbeddedKafkaBroker, registr
         args.profile.mkdir(parents=True, exist_ok=True)
         command += ["--profile", str(args.profile.resolve() / f"{label}-r{round_number}.prof")]
     result: dict[str, Any] = {"label": label, "round": round_number, "topic": topic, "ok": False, "error": None}
-    try:
-        completed = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=args.worker_timeout,
-                                   env=subprocess_env(), check=False)
-    except subprocess.TimeoutExpired:
-        result["error"] = f"worker timed out after {args.worker_timeout} s"
+    completed, json_lines = run_json_worker(command, workdir, args.worker_timeout, result, "worker")
+    if completed is None:
         return result
-    json_lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
-    if json_lines:
-        result.update(json.loads(json_lines[-1]))
     if completed.returncode != 0 or not json_lines:
         result["error"] = f"worker exited {completed.returncode}; stderr:\n{completed.stderr[-3000:]}"
     elif result["delivered"] < args.events:
@@ -214,6 +208,21 @@ def run_worker(label: str, python: Path, *, broker: EmbeddedKafkaBroker, registr
         result["error"] = check_package(label, result["package_file"])
     result["ok"] = result["error"] is None
     return result
+
+
+def run_json_worker(command: list[str], workdir: Path, timeout: float, result: dict[str, Any],
+                    name: str) -> tuple[subprocess.CompletedProcess[str] | None, list[str]]:
+    """Run a worker process; merge its last JSON line into ``result``. None (error set) on timeout."""
+    try:
+        completed = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=timeout,
+                                   env=subprocess_env(), check=False)
+    except subprocess.TimeoutExpired:
+        result["error"] = f"{name} timed out after {timeout} s"
+        return None, []
+    json_lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
+    if json_lines:
+        result.update(json.loads(json_lines[-1]))
+    return completed, json_lines
 
 
 def check_package(label: str, package_file: str) -> str | None:
@@ -240,16 +249,10 @@ def fill_consumer_topics(topics: dict[str, str], *, broker: EmbeddedKafkaBroker,
     for topic in topics.values():
         command += ["--fill", topic]
     result: dict[str, Any] = {"label": "fill", "round": round_number, "topics": topics, "ok": False, "error": None}
-    try:
-        completed = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=args.worker_timeout,
-                                   env=subprocess_env(), check=False)
-    except subprocess.TimeoutExpired:
-        result["error"] = f"fill worker timed out after {args.worker_timeout} s"
+    completed, json_lines = run_json_worker(command, workdir, args.worker_timeout, result, "fill worker")
+    if completed is None:
         return result
-    json_lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
-    if json_lines:
-        result.update(json.loads(json_lines[-1]))
-        result["topics"] = topics
+    result["topics"] = topics
     wanted = args.consumer_events * len(topics)
     if completed.returncode != 0 or not json_lines:
         result["error"] = f"fill worker exited {completed.returncode}; stderr:\n{completed.stderr[-3000:]}"
