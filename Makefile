@@ -5,8 +5,13 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# Apache Kafka for the second broker tier: its jars come from Maven Central into a git-ignored folder.
+KAFKA_VERSION ?= 4.4.0
+KAFKA_JARS := $(CURDIR)/.kafka/kafka-$(KAFKA_VERSION)
+export EVENT_BUS_TEST_KAFKA_VERSION := $(KAFKA_VERSION)
+export EVENT_BUS_TEST_KAFKA_JARS := $(KAFKA_JARS)
 
-.PHONY: help system-deps test test-all quality docs demo broker bench bench-outbox reference-venv upgrade requirements dev clean
+.PHONY: help system-deps test test-apache kafka-jars test-all quality docs demo broker bench bench-outbox reference-venv upgrade requirements dev clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -30,6 +35,16 @@ system-deps: ## install the system packages tests need (PostgreSQL) if missing
 
 test: $(VENV)/.installed-test system-deps ## run the whole test suite, real-broker tests included
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+kafka-jars: $(KAFKA_JARS)/.fetched ## fetch the Apache Kafka broker's jars with Maven (once; needs Java 17+ to run)
+
+$(KAFKA_JARS)/.fetched: edx_event_bus_kafka/testing/apache-kafka-pom.xml | $(VENV)/.installed-test
+	rm -rf $(KAFKA_JARS)
+	$(BIN)/python -m edx_event_bus_kafka.testing.apache_kafka fetch $(KAFKA_JARS)
+	touch $@
+
+test-apache: $(VENV)/.installed-test system-deps kafka-jars ## run the integration tests on Apache Kafka (KRaft)
+	$(BIN)/python -m pytest -m integration --kafka-broker=apache $(PYTEST_ARGS)
 
 test-all: $(VENV)/.installed-dev ## run the suite under each supported Django version (tox)
 	$(BIN)/tox
@@ -63,4 +78,4 @@ upgrade: $(VENV)/.installed-dev ## re-pin requirements/*.txt from the .in files
 			--no-emit-find-links $$layer.in -o $$layer.txt || exit 1; done
 
 clean: ## remove the virtualenv and build output
-	rm -rf $(VENV) .tox build dist *.egg-info .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tox build dist *.egg-info .mypy_cache .ruff_cache .kafka

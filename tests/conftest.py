@@ -14,9 +14,9 @@ def event_bus_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture
 
 
 @pytest.fixture
-def bus_settings(settings, embedded_kafka_broker):
-    """Django settings pointing the event bus at the embedded broker (no registry)."""
-    settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS = embedded_kafka_broker.bootstrap_servers
+def bus_settings(settings, kafka_broker):
+    """Django settings pointing the event bus at the test broker (no registry)."""
+    settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS = kafka_broker.bootstrap_servers
     return settings
 
 

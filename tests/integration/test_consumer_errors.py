@@ -15,7 +15,7 @@ from edx_event_bus_kafka.internal.worker import EXIT_CONFIG, EXIT_FATAL, EXIT_OK
 from edx_event_bus_kafka.testing import wait_for
 from tests.events import ENROLLMENT_KEY_FIELD, ENROLLMENT_SIGNAL, enrollment_event_data
 from tests.support.kafka import read_messages
-from tests.support.workers import FAST_WORKER_SETTINGS, Worker
+from tests.support.workers import Worker, fast_worker_settings
 
 pytestmark = pytest.mark.integration
 
@@ -176,7 +176,7 @@ def test_openedx_events_command__consumes_like_ours(bus_settings, kafka_topic, t
 
 def start_in_thread(settings, topic: str, group: str) -> tuple[KafkaEventConsumer, threading.Thread, list[int]]:
     """Run a consumer's loop in a thread (fast test settings); its exit status lands in the list."""
-    for name, value in FAST_WORKER_SETTINGS.items():
+    for name, value in fast_worker_settings().items():
         setattr(settings, name, value)
     consumer = KafkaEventConsumer(topic, group)
     result: list[int] = []
@@ -235,7 +235,7 @@ def test_monitoring__reference_custom_attributes_are_recorded(bus_settings, kafk
 
     from tests.support import telemetry
 
-    for name, value in FAST_WORKER_SETTINGS.items():
+    for name, value in fast_worker_settings().items():
         setattr(settings, name, value)
     key, value, headers = good_message()
     producer = Producer({"bootstrap.servers": bus_settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS, "log_level": 0})

@@ -45,14 +45,14 @@ def run_reference(python: str, *args: str, timeout: float = 90) -> subprocess.Co
 
 
 def test_reference_producer_and_ours_write_identical_messages(
-    bus_settings, kafka_topic, registry, reference_python, tmp_path, embedded_kafka_broker,
+    bus_settings, kafka_topic, registry, reference_python, tmp_path, kafka_broker,
 ):
     """For the same event, metadata and registry, key, value and headers are byte-identical to the reference's."""
     bus_settings.EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL = registry.url
     bootstrap = bus_settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS
     metadata = EventsMetadata(event_type=ENROLLMENT_SIGNAL.event_type, source="openedx/reference-service/web")
     ours_topic, theirs_topic = f"{kafka_topic}-ours", f"{kafka_topic}-theirs"
-    embedded_kafka_broker.create_topics([ours_topic, theirs_topic], partitions=7)  # partitioner matters
+    kafka_broker.create_topics([ours_topic, theirs_topic], partitions=7)  # partitioner matters
     producer = create_producer()
     producer.send(signal=ENROLLMENT_SIGNAL, topic=ours_topic, event_key_field=ENROLLMENT_KEY_FIELD,
                   event_data=event_data(0), event_metadata=metadata)

@@ -17,7 +17,7 @@ from openedx_events.data import EventsMetadata
 
 from edx_event_bus_kafka import create_producer
 from edx_event_bus_kafka.models import OutboxEvent
-from edx_event_bus_kafka.testing import EmbeddedKafkaBroker, wait_for
+from edx_event_bus_kafka.testing import wait_for
 from tests.events import ENROLLMENT_KEY_FIELD, ENROLLMENT_SIGNAL, enrollment_event_data
 from tests.support.kafka import read_messages
 from tests.support.postgres import TemporaryPostgres
@@ -155,40 +155,39 @@ def assert_per_key_order(numbers: list[int], keys: int) -> None:
         assert firsts == sorted(firsts), (key, sequence)
 
 
-def test_broker_outage__requests_succeed_rows_wait_then_relay_publishes_all_in_order(outbox_db, tmp_path):
+def test_broker_outage__requests_succeed_rows_wait_then_relay_publishes_all_in_order(
+    outbox_db, kafka_broker_factory, tmp_path,
+):
     """With the broker down, writes succeed and rows accumulate; once it is back the relay publishes all, in order."""
-    broker = EmbeddedKafkaBroker().start()
-    try:
-        bootstrap = broker.bootstrap_servers
-        broker.stop()  # the outage: nothing listens on that port now
-        env = process_env(outbox_db, bootstrap, EVENT_BUS_KAFKA_OUTBOX_DELIVERY_TIMEOUT_SEC=1.0)
-        assert "wrote 30" in run(env, "-m", "tests.support.outbox_script", "write", "--topic", "outage",
-                                 "--count", "30", "--keys", "3")
-        assert backlog(env)["pending"] == 30
+    broker = kafka_broker_factory()
+    bootstrap = broker.bootstrap_servers
+    broker.stop()  # the outage: nothing listens on that port now
+    env = process_env(outbox_db, bootstrap, EVENT_BUS_KAFKA_OUTBOX_DELIVERY_TIMEOUT_SEC=1.0)
+    assert "wrote 30" in run(env, "-m", "tests.support.outbox_script", "write", "--topic", "outage",
+                             "--count", "30", "--keys", "3")
+    assert backlog(env)["pending"] == 30
 
-        broker.start()  # back, same port, empty (in-memory)
-        broker.create_topics(["outage"], partitions=3)
-        relay, output = start(env, tmp_path, "relay", "manage.py", "relay_outbox")
-        try:
-            wait_for(lambda: backlog(env)["pending"] == 0, timeout=60, what="the backlog to drain")
-        finally:
-            relay.send_signal(signal.SIGTERM)
-            assert relay.wait(30) == 0, output.read_text()
-        messages = read_messages(bootstrap, "outage", 30)
-        numbers = user_ids(messages)
-        assert sorted(numbers) == list(range(30))
-        assert_per_key_order(numbers, 3)
+    broker.start()  # back, same port
+    broker.create_topics(["outage"], partitions=3)
+    relay, output = start(env, tmp_path, "relay", "manage.py", "relay_outbox")
+    try:
+        wait_for(lambda: backlog(env)["pending"] == 0, timeout=60, what="the backlog to drain")
     finally:
-        broker.stop()
+        relay.send_signal(signal.SIGTERM)
+        assert relay.wait(30) == 0, output.read_text()
+    messages = read_messages(bootstrap, "outage", 30)
+    numbers = user_ids(messages)
+    assert sorted(numbers) == list(range(30))
+    assert_per_key_order(numbers, 3)
 
 
 def test_relay_killed_between_publish_and_mark__every_event_published_at_least_once_in_order(
-    outbox_db, embedded_kafka_broker, tmp_path,
+    outbox_db, kafka_broker, tmp_path,
 ):
     """Kill -9 after the broker acknowledged but before the rows were marked: the next relay re-publishes them."""
-    bootstrap = embedded_kafka_broker.bootstrap_servers
+    bootstrap = kafka_broker.bootstrap_servers
     topic = f"crash-{uuid.uuid4().hex[:6]}"
-    embedded_kafka_broker.create_topics([topic], partitions=3)
+    kafka_broker.create_topics([topic], partitions=3)
     env = process_env(outbox_db, bootstrap, EVENT_BUS_KAFKA_OUTBOX_PUBLISH_ON_COMMIT=False)
     run(env, "-m", "tests.support.outbox_script", "write", "--topic", topic, "--count", "20", "--keys", "4")
     crashing, output = start(env, tmp_path, "crash", "-m", "tests.support.outbox_script", "crash-relay")
@@ -209,11 +208,11 @@ def test_relay_killed_between_publish_and_mark__every_event_published_at_least_o
     assert_per_key_order(numbers, 4)
 
 
-def test_two_relays_on_postgresql_publish_every_row_exactly_once(outbox_db, embedded_kafka_broker, tmp_path):
+def test_two_relays_on_postgresql_publish_every_row_exactly_once(outbox_db, kafka_broker, tmp_path):
     """Two relays running at once take rows under row locks: each row is published once, per-key order kept."""
-    bootstrap = embedded_kafka_broker.bootstrap_servers
+    bootstrap = kafka_broker.bootstrap_servers
     topic = f"two-relays-{uuid.uuid4().hex[:6]}"
-    embedded_kafka_broker.create_topics([topic], partitions=3)
+    kafka_broker.create_topics([topic], partitions=3)
     env = process_env(outbox_db, bootstrap, EVENT_BUS_KAFKA_OUTBOX_PUBLISH_ON_COMMIT=False,
                       EVENT_BUS_KAFKA_OUTBOX_BATCH_SIZE=25)
     run(env, "-m", "tests.support.outbox_script", "write", "--topic", topic, "--count", "300", "--keys", "5")

@@ -136,12 +136,12 @@ def test_immediate_override__publishes_inside_transaction(bus_settings, kafka_to
         assert producer.stats.snapshot()["sent"] == 1
 
 
-def test_send_event__openedx_events_handler_reaches_kafka(bus_settings, embedded_kafka_broker):
+def test_send_event__openedx_events_handler_reaches_kafka(bus_settings, kafka_broker):
     """COURSE_ENROLLMENT_CHANGED.send_event() is published via EVENT_BUS_PRODUCER_CONFIG and create_producer."""
     prefix = f"p{uuid.uuid4().hex[:8]}"
     bus_settings.EVENT_BUS_TOPIC_PREFIX = prefix
     full_topic = f"{prefix}-learning-course-enrollment"
-    embedded_kafka_broker.create_topics([full_topic])
+    kafka_broker.create_topics([full_topic])
     ENROLLMENT_SIGNAL.send_event(**enrollment_event_data(4))
     create_producer().prepare_for_shutdown(10)
     (message,) = read_messages(bus_settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS, full_topic, 1)

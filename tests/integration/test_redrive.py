@@ -27,7 +27,7 @@ from edx_event_bus_kafka.internal.redrive import (
 )
 from edx_event_bus_kafka.testing import wait_for
 from tests.support.producing import produce
-from tests.support.workers import FAST_WORKER_SETTINGS, ROOT, Worker
+from tests.support.workers import ROOT, Worker, fast_worker_settings
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +79,7 @@ def dead_letter_all(tmp_path, bootstrap: str, topic: str, group: str, count: int
 def run_redrive(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
     """``python manage.py redrive_dead_letters ...`` as a real process, as an operator runs it."""
     env = {**os.environ, "EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-           "EVENT_BUS_SETTINGS_JSON": json.dumps(FAST_WORKER_SETTINGS)}
+           "EVENT_BUS_SETTINGS_JSON": json.dumps(fast_worker_settings())}
     env.pop("TEST_RECEIVER_LOG", None)
     return subprocess.run([sys.executable, "manage.py", "redrive_dead_letters", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60, check=False)

@@ -73,7 +73,7 @@ def retention_ms(broker, name: str) -> str | None:
 
 
 def test_create__event_and_dead_letter_topics_with_prefix_partitions_and_retention(bus_settings,
-                                                                                     embedded_kafka_broker):
+                                                                                     kafka_broker):
     """Enabled producer topics and each group's dead-letter topic on them are created with the planned settings."""
     prefix = use_fresh_prefix(bus_settings)
     bus_settings.EVENT_BUS_KAFKA_TOPIC_PARTITIONS = 2
@@ -83,17 +83,17 @@ def test_create__event_and_dead_letter_topics_with_prefix_partitions_and_retenti
 
     events = [f"{prefix}-enrollment", f"{prefix}-login"]
     letters = [f"{topic}-{group}-dead-letter" for topic in events for group in ("activity", "audit_team")]
-    assert broker_partitions(embedded_kafka_broker, prefix) == dict.fromkeys(events + letters, 2)
+    assert broker_partitions(kafka_broker, prefix) == dict.fromkeys(events + letters, 2)
     table = rows(output)
     assert list(table) == events + letters, "event topics first, then dead-letter topics, in plan order"
     assert all(table[name] == ["events", "2", "default", "1h", "created"] for name in events), output
     assert all(table[name] == ["dead-letter", "2", "default", "forever", "created"] for name in letters), output
     assert output.splitlines()[-1] == "Created 6 topics; 0 already existed."
-    assert retention_ms(embedded_kafka_broker, events[0]) == "3600000"
-    assert retention_ms(embedded_kafka_broker, letters[0]) == "-1"
+    assert retention_ms(kafka_broker, events[0]) == "3600000"
+    assert retention_ms(kafka_broker, letters[0]) == "-1"
 
 
-def test_create__second_run_is_idempotent(bus_settings, embedded_kafka_broker):
+def test_create__second_run_is_idempotent(bus_settings, kafka_broker):
     """A second run creates nothing and reports every topic as existing with its partition count."""
     prefix = use_fresh_prefix(bus_settings)
     settings = get_settings()
@@ -105,21 +105,21 @@ def test_create__second_run_is_idempotent(bus_settings, embedded_kafka_broker):
     assert [result.status for result in first] == ["created"] * 4
     assert [(result.status, result.current_partitions, result.current_replication_factor, result.warning)
             for result in second] == [("exists", 3, 1, None)] * 4
-    assert broker_partitions(embedded_kafka_broker, prefix) == {plan.name: 3 for plan in plans}
+    assert broker_partitions(kafka_broker, prefix) == {plan.name: 3 for plan in plans}
     output = run("--group", "activity")
     assert [row[1:] for row in rows(output).values()] == [["3", "1", "unchanged", "exists"]] * 4, output
     assert output.splitlines()[-1] == "Created 0 topics; 4 already existed."
 
 
-def test_create__dry_run_creates_nothing(bus_settings, embedded_kafka_broker):
+def test_create__dry_run_creates_nothing(bus_settings, kafka_broker):
     """--dry-run lists which topics exist and which would be created, and creates none."""
     prefix = use_fresh_prefix(bus_settings)
-    embedded_kafka_broker.create_topics([f"{prefix}-login"], partitions=3)
+    kafka_broker.create_topics([f"{prefix}-login"], partitions=3)
 
     output = run("--dry-run", "--group", "activity")
     report = json.loads(run("--dry-run", "--json"))
 
-    assert broker_partitions(embedded_kafka_broker, prefix) == {f"{prefix}-login": 3}
+    assert broker_partitions(kafka_broker, prefix) == {f"{prefix}-login": 3}
     assert {name: row[-1] for name, row in rows(output).items()} == {
         f"{prefix}-enrollment": "would create",
         f"{prefix}-login": "exists",
@@ -148,20 +148,20 @@ def test_dry_run__broker_unreachable__still_shows_the_plan(settings):
 
 
 def test_create__existing_topic_with_fewer_partitions__is_reported_and_left_alone(bus_settings,
-                                                                                  embedded_kafka_broker):
+                                                                                  kafka_broker):
     """A topic that exists with fewer partitions than planned gets a warning and keeps its partitions."""
     prefix = use_fresh_prefix(bus_settings, {ENROLLMENT: PRODUCER_CONFIG[ENROLLMENT]})
-    embedded_kafka_broker.create_topics([f"{prefix}-enrollment"], partitions=1)
+    kafka_broker.create_topics([f"{prefix}-enrollment"], partitions=1)
 
     output = run("--partitions", "4")
 
     assert rows(output) == {f"{prefix}-enrollment": ["events", "1", "1", "unchanged", "exists (warning)"]}
     assert f"Warning: {prefix}-enrollment has 1 partition(s), fewer than the planned 4" in output
     assert output.splitlines()[-1] == "Created 0 topics; 1 already existed."
-    assert broker_partitions(embedded_kafka_broker, prefix) == {f"{prefix}-enrollment": 1}
+    assert broker_partitions(kafka_broker, prefix) == {f"{prefix}-enrollment": 1}
 
 
-def test_plan__disabled_entries_are_ignored(bus_settings, embedded_kafka_broker):
+def test_plan__disabled_entries_are_ignored(bus_settings, kafka_broker):
     """Only topics with an enabled entry (exactly True) are created, with dead-letter topics for them only."""
     prefix = use_fresh_prefix(bus_settings, {
         ENROLLMENT: {
@@ -177,16 +177,16 @@ def test_plan__disabled_entries_are_ignored(bus_settings, embedded_kafka_broker)
 
     run("--group", "g")
 
-    assert sorted(broker_partitions(embedded_kafka_broker, prefix)) == [
+    assert sorted(broker_partitions(kafka_broker, prefix)) == [
         f"{prefix}-enrollment", f"{prefix}-enrollment-g-dead-letter",
         f"{prefix}-shared", f"{prefix}-shared-g-dead-letter",
     ]
 
 
-def test_command__as_a_real_process__creates_topics_and_prints_a_table(embedded_kafka_broker):
+def test_command__as_a_real_process__creates_topics_and_prints_a_table(kafka_broker):
     """``python manage.py create_event_bus_topics`` exits 0 after creating the planned topics."""
     prefix = f"topics-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS": embedded_kafka_broker.bootstrap_servers,
+    env = {**os.environ, "EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
            "EVENT_BUS_SETTINGS_JSON": json.dumps({"EVENT_BUS_TOPIC_PREFIX": prefix,
                                                   "EVENT_BUS_PRODUCER_CONFIG": PRODUCER_CONFIG})}
     done = subprocess.run(
@@ -200,10 +200,10 @@ def test_command__as_a_real_process__creates_topics_and_prints_a_table(embedded_
     assert table[f"{prefix}-extra"] == ["events", "2", "1", "1d", "created"], done.stdout
     assert table[f"{prefix}-extra-activity-dead-letter"] == ["dead-letter", "2", "1", "forever", "created"]
     assert done.stdout.splitlines()[-1] == "Created 6 topics; 0 already existed."
-    assert broker_partitions(embedded_kafka_broker, prefix) == dict.fromkeys(table, 2)
+    assert broker_partitions(kafka_broker, prefix) == dict.fromkeys(table, 2)
 
 
-def test_command__invalid_topic_name__fails_naming_it_and_creates_the_others(bus_settings, embedded_kafka_broker):
+def test_command__invalid_topic_name__fails_naming_it_and_creates_the_others(bus_settings, kafka_broker):
     """A topic that cannot be created makes the command exit non-zero naming it; the other topics are created."""
     prefix = use_fresh_prefix(bus_settings, {})
     out = io.StringIO()
@@ -215,7 +215,7 @@ def test_command__invalid_topic_name__fails_naming_it_and_creates_the_others(bus
     assert raised.value.returncode == 1
     assert f"Error: {prefix}-bad name!: invalid topic name" in out.getvalue()
     assert out.getvalue().splitlines()[-1] == "Created 1 topic; 0 already existed; 1 failed."
-    assert broker_partitions(embedded_kafka_broker, prefix) == {f"{prefix}-good": 3}
+    assert broker_partitions(kafka_broker, prefix) == {f"{prefix}-good": 3}
 
 
 class RefusingAdmin:
@@ -235,18 +235,18 @@ class RefusingAdmin:
         return {**futures, self.refused: refusal}
 
 
-def test_ensure_topics__a_refused_topic_is_reported_and_the_others_created(bus_settings, embedded_kafka_broker):
+def test_ensure_topics__a_refused_topic_is_reported_and_the_others_created(bus_settings, kafka_broker):
     """A broker error for one topic (authorization) is reported for it without stopping the others."""
     prefix = use_fresh_prefix(bus_settings)
     plans = planned_topics(get_settings(), groups=["activity"])
     refused = f"{prefix}-login-activity-dead-letter"
 
-    results = ensure_topics(plans, admin=RefusingAdmin(embedded_kafka_broker.admin(), refused))
+    results = ensure_topics(plans, admin=RefusingAdmin(kafka_broker.admin(), refused))
 
     assert {result.name: (result.status, result.error) for result in results if result.status != "created"} == {
         refused: ("failed", "TOPIC_AUTHORIZATION_FAILED: Broker: Topic authorization failed")}
     created = sorted(plan.name for plan in plans if plan.name != refused)
-    assert sorted(broker_partitions(embedded_kafka_broker, prefix)) == created
+    assert sorted(broker_partitions(kafka_broker, prefix)) == created
 
 
 def test_plan__prefix_dead_letter_names_and_overrides():

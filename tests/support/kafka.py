@@ -7,7 +7,7 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
-from edx_event_bus_kafka.testing import FAST_CONSUMER_CONFIG
+from edx_event_bus_kafka.testing import fast_consumer_config
 
 
 def read_messages(bootstrap: str, topic: str, count: int, *, timeout: float = 20.0) -> list[Any]:
@@ -18,7 +18,7 @@ def read_messages(bootstrap: str, topic: str, count: int, *, timeout: float = 20
     """
     consumer = Consumer({
         "bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
-        "enable.auto.commit": False, "log_level": 0, **FAST_CONSUMER_CONFIG,
+        "enable.auto.commit": False, "log_level": 0, **fast_consumer_config(),
         # The topic may not exist yet (a dead-letter topic, say): notice it soon after it appears.
         "topic.metadata.refresh.interval.ms": 500,
     })

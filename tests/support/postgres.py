@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from edx_event_bus_kafka.testing import _free_loopback_port, wait_for
+from edx_event_bus_kafka.testing import free_loopback_port, wait_for
 
 
 def _bin(name: str) -> str:
@@ -30,7 +30,7 @@ class TemporaryPostgres:
     """``start()`` a private cluster on 127.0.0.1:<free port> with trust auth; ``dsn`` to connect."""
 
     def __init__(self) -> None:
-        self.port = _free_loopback_port()
+        self.port = free_loopback_port()
         self.root = Path(tempfile.mkdtemp(prefix="pg-"))
         self.data = self.root / "data"
         self._as_user: list[str] = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []

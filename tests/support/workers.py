@@ -10,18 +10,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edx_event_bus_kafka.testing import FAST_CONSUMER_CONFIG, wait_for
+from edx_event_bus_kafka.testing import fast_consumer_config, wait_for
 from tests.receivers import read_log
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: Settings that make workers quick to join, retry and stop in tests.
-FAST_WORKER_SETTINGS: dict[str, Any] = {
-    "EVENT_BUS_KAFKA_CONSUMER_CONFIG": FAST_CONSUMER_CONFIG,
-    "EVENT_BUS_KAFKA_CONSUMER_POLL_TIMEOUT": 0.2,
-    "EVENT_BUS_KAFKA_CONSUMER_RETRY_BACKOFF_SEC": 0.05,
-    "EVENT_BUS_KAFKA_CONSUMER_POLL_FAILURE_SLEEP": 0.1,
-}
+def fast_worker_settings() -> dict[str, Any]:
+    """Settings that make workers quick to join, retry and stop on the chosen test broker."""
+    return {
+        "EVENT_BUS_KAFKA_CONSUMER_CONFIG": fast_consumer_config(),
+        "EVENT_BUS_KAFKA_CONSUMER_POLL_TIMEOUT": 0.2,
+        "EVENT_BUS_KAFKA_CONSUMER_RETRY_BACKOFF_SEC": 0.05,
+        "EVENT_BUS_KAFKA_CONSUMER_POLL_FAILURE_SLEEP": 0.1,
+    }
 
 
 class Worker:
@@ -36,7 +37,7 @@ class Worker:
         self.env = {
             **os.environ,
             "EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "EVENT_BUS_SETTINGS_JSON": json.dumps({**FAST_WORKER_SETTINGS, **(settings or {})}),
+            "EVENT_BUS_SETTINGS_JSON": json.dumps({**fast_worker_settings(), **(settings or {})}),
             "TEST_RECEIVER_LOG": str(self.log_path),
             "TEST_RECEIVER_MODE": mode,
             "PYTHONUNBUFFERED": "1",
