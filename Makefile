@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 # Apache Kafka for the second broker tier: its jars come from Maven Central into a git-ignored folder.
 KAFKA_VERSION ?= 4.4.0
+GROUP_PROTOCOL ?= classic
 KAFKA_JARS := $(CURDIR)/.kafka/kafka-$(KAFKA_VERSION)
 export EVENT_BUS_TEST_KAFKA_VERSION := $(KAFKA_VERSION)
 export EVENT_BUS_TEST_KAFKA_JARS := $(KAFKA_JARS)
@@ -43,8 +44,8 @@ $(KAFKA_JARS)/.fetched: edx_event_bus_kafka/testing/apache-kafka-pom.xml | $(VEN
 	$(BIN)/python -m edx_event_bus_kafka.testing.apache_kafka fetch $(KAFKA_JARS)
 	touch $@
 
-test-apache: $(VENV)/.installed-test system-deps kafka-jars ## run the integration tests on Apache Kafka (KRaft)
-	$(BIN)/python -m pytest -m integration --kafka-broker=apache $(PYTEST_ARGS)
+test-apache: $(VENV)/.installed-test system-deps kafka-jars ## integration tests on Apache Kafka (GROUP_PROTOCOL=classic|consumer)
+	$(BIN)/python -m pytest -m integration --kafka-broker=apache --kafka-group-protocol=$(GROUP_PROTOCOL) $(PYTEST_ARGS)
 
 test-all: $(VENV)/.installed-dev ## run the suite under each supported Django version (tox)
 	$(BIN)/tox

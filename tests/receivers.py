@@ -40,7 +40,7 @@ def record_event(sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
     event_id = str(metadata.id)
     attempt = _attempts_so_far(event_id) + 1
     entry = {
-        "id": event_id, "attempt": attempt, "pid": os.getpid(),
+        "id": event_id, "attempt": attempt, "pid": os.getpid(), "time": time.time(),
         "metadata": json.loads(metadata.to_json()), "data": event_data_to_record(kwargs),
     }
     _log({**entry, "phase": "start"})

@@ -76,6 +76,7 @@ class KafkaEventConsumer(EventBusConsumer):
         self._consecutive_errors = 0
         self._dead_letters: DeadLetterWriter | None = None
         self.offsets = DoneOffsets()
+        self._assigned: set[int] = set()
         try:
             unknown = sorted(set(options) - set(KNOWN_OPTIONS))
             if unknown:
@@ -297,18 +298,22 @@ class KafkaEventConsumer(EventBusConsumer):
 
     # -- rebalancing and shutdown --------------------------------------------------------------
 
+    # The callbacks work with both rebalance styles: eager (classic protocol, the whole assignment
+    # each time) and incremental (cooperative-sticky, or the KIP-848 consumer protocol: only what
+    # changes). They never call assign() themselves, which the two styles spell differently.
+
     def _on_assign(self, consumer: Any, partitions: list) -> None:
-        logger.info("Assigned partitions %s", [p.partition for p in partitions])
+        self._assigned.update(p.partition for p in partitions)
+        logger.info("Assigned partitions %s; consuming partitions %s",
+                    sorted(p.partition for p in partitions), sorted(self._assigned))
         if not self._replay_pending:
             return
         self._replay_pending = False
         when = None if self.from_beginning and self.offset_time is None else self.offset_time
         targets = offsets_at(consumer, self.full_topic, when)
-        consumer.commit(offsets=targets, asynchronous=False)  # moves the whole group, not only us
-        by_number = {target.partition: target.offset for target in targets}
-        for partition in partitions:
-            partition.offset = by_number.get(partition.partition, partition.offset)
-        consumer.assign(partitions)
+        # Committed before the assignment takes effect, so fetching starts from these offsets; the
+        # commit moves the whole group, not only the partitions assigned to this worker.
+        consumer.commit(offsets=targets, asynchronous=False)
         logger.info("Replaying from %s: offsets %s", when.isoformat() if when else "the beginning",
                     {t.partition: t.offset for t in targets})
 
@@ -318,11 +323,15 @@ class KafkaEventConsumer(EventBusConsumer):
         except Exception:
             logger.exception("Could not commit offsets of revoked partitions; their messages will be re-delivered")
         self.offsets.forget(partitions)
+        self._assigned.difference_update(p.partition for p in partitions)
+        logger.info("Revoked partitions %s; consuming partitions %s",
+                    sorted(p.partition for p in partitions), sorted(self._assigned))
 
     def _on_lost(self, _consumer: Any, partitions: list) -> None:
         lost = [p.partition for p in partitions]
         logger.warning("Lost partitions %s; uncommitted messages will be re-delivered", lost)
         self.offsets.forget(partitions)
+        self._assigned.difference_update(lost)
 
     def _close(self) -> None:
         try:

@@ -328,7 +328,7 @@ class ApacheKafkaBroker(KafkaTestBroker):
         (self.workdir / "server.properties").chmod(0o600)  # it holds the PLAIN users' passwords
         (self.workdir / "log4j2.properties").write_text(self._log4j_properties(), encoding="utf-8")
         command = [java, *self._jvm_options(), "-cp", str(jars / "*"), "kafka.tools.StorageTool", "format",
-                   "--cluster-id", new_cluster_id(), "--config", str(self.workdir / "server.properties")]
+                   f"--cluster-id={new_cluster_id()}", "--config", str(self.workdir / "server.properties")]
         for name, password in self.scram_users.items():
             for mechanism in _SCRAM_MECHANISMS:
                 command += ["--add-scram", f"{mechanism}=[name={name},password={password}]"]

@@ -157,7 +157,7 @@ def test_two_workers_in_one_group__split_partitions_and_handle_each_event_once(b
     workers = [Worker.consume_events(tmp_path, bootstrap, kafka_topic, group, name=f"w{n}").start() for n in (1, 2)]
     try:
         # Both joined: each logs its assignment before we produce, so no rebalance re-delivers.
-        wait_for(lambda: all(w.output().count("Assigned partitions") >= 1 for w in workers)
+        wait_for(lambda: all(_assigned_count(w.output()) >= 1 for w in workers)
                  and sum(_assigned_count(w.output()) for w in workers) == 3,
                  timeout=30, what="both workers to be assigned partitions")
         sent = produce(kafka_topic, 30)
@@ -171,11 +171,11 @@ def test_two_workers_in_one_group__split_partitions_and_handle_each_event_once(b
 
 
 def _assigned_count(output: str) -> int:
-    """Partitions in the most recent 'Assigned partitions [..]' line of a worker's log."""
-    lines = [line for line in output.splitlines() if "Assigned partitions" in line]
+    """How many partitions a worker consumes, from its most recent '... consuming partitions [..]' line."""
+    lines = [line for line in output.splitlines() if "consuming partitions [" in line]
     if not lines:
         return 0
-    listed = lines[-1].rsplit("[", 1)[1].rstrip("]").strip()
+    listed = lines[-1].rsplit("consuming partitions [", 1)[1].split("]", 1)[0].strip()
     return len([p for p in listed.split(",") if p.strip()])
 
 
