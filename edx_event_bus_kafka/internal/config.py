@@ -1,7 +1,9 @@
 """librdkafka client configurations and topic names, built from the typed settings in one place.
 
-Our defaults come first, then the user's pass-through dict (``EVENT_BUS_KAFKA_*_CONFIG``) is layered
-over them, so SASL/SCRAM, mTLS, OAUTHBEARER, compression and the like need no code change. The
+Our defaults come first, then the user's pass-through dicts are layered over them: the one for every
+client (``EVENT_BUS_KAFKA_CLIENT_CONFIG``), then the one for the kind of client
+(``EVENT_BUS_KAFKA_PRODUCER_CONFIG`` ...), so SASL/SCRAM, mTLS, OAUTHBEARER, compression and the like
+need no code change. The
 dicts returned here contain credentials: log them only through ``secrets.redact_options``.
 """
 from __future__ import annotations
@@ -11,10 +13,13 @@ from typing import Any
 
 from openedx_events.data import get_service_name
 
+from .log_repeats import RepeatFilter
 from .settings import EventBusSettings, get_settings
 
-# librdkafka's own log lines go to Python logging under this name instead of raw stderr.
+# librdkafka's own log lines go to Python logging under this name instead of raw stderr, with
+# repeats (a failed reconnect, several times a second) collapsed.
 LIBRDKAFKA_LOGGER = logging.getLogger("edx_event_bus_kafka.librdkafka")
+LIBRDKAFKA_LOGGER.addFilter(RepeatFilter())
 
 # Producer defaults: no loss and no duplicates from retries (idempotence implies acks=all), small
 # batches for low latency, cheap compression.
@@ -55,6 +60,7 @@ def common_client_config(settings: EventBusSettings | None = None) -> dict[str, 
     service_name = get_service_name()
     if service_name:
         config["client.id"] = service_name
+    config.update(settings.client_config)
     return config
 
 

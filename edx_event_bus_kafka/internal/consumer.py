@@ -29,6 +29,7 @@ from .errors import ConfigurationError
 from .headers import HEADER_EVENT_TYPE, HEADER_ID, header_values, single_header
 from .heartbeat import Heartbeat
 from .offsets import DoneOffsets, offsets_at, parse_offset_time
+from .refusals import RefusalWatch
 from .settings import get_settings
 from .work_cycle import prepare_for_new_work_cycle
 from .worker import (
@@ -72,6 +73,7 @@ class KafkaEventConsumer(EventBusConsumer):
         self.problem: ConfigurationError | None = None
         self._stop = threading.Event()
         self._fatal_error: Any = None
+        self._refusals = RefusalWatch(f"consumer of {topic!r} in group {group_id!r}")
         self._replay_pending = False
         self._consecutive_errors = 0
         self._dead_letters: DeadLetterWriter | None = None
@@ -135,6 +137,8 @@ class KafkaEventConsumer(EventBusConsumer):
         batch_size = self.settings.consumer_batch_size
         poll_timeout = self.settings.consumer_poll_timeout
         while not self._stop.is_set():
+            if self._refusals.reason is not None:
+                return EXIT_CONFIG  # logged by the watch; only new settings can help
             if self._fatal_error is not None:
                 logger.error("Fatal Kafka consumer error, exiting: %s", self._fatal_error)
                 return EXIT_FATAL
@@ -152,6 +156,8 @@ class KafkaEventConsumer(EventBusConsumer):
             except _TooManyErrors:
                 logger.error("Too many consecutive errors, exiting (%d in a row)", self._consecutive_errors)
                 return EXIT_TOO_MANY_ERRORS
+        if self._refusals.reason is not None:
+            return EXIT_CONFIG
         return EXIT_FATAL if self._fatal_error is not None else EXIT_OK
 
     def _next_batch(self, batch_size: int, poll_timeout: float) -> list[Any]:
@@ -183,9 +189,13 @@ class KafkaEventConsumer(EventBusConsumer):
         return Consumer(config)
 
     def _on_client_error(self, error: Any) -> None:
-        if error.fatal():
+        if self._refusals.seen(error):
+            self._stop.set()
+        elif error.fatal():
             self._fatal_error = error
             self._stop.set()
+        elif self._refusals.reason is not None:
+            return  # stopping anyway; "all brokers down" and the like add nothing to the refusal
         else:
             logger.warning("Kafka consumer error (librdkafka retries by itself): %s", error)
 

@@ -30,7 +30,11 @@ class ConfigurationError(EventBusKafkaError, ImproperlyConfigured):
 
 
 class EmbeddedBrokerError(EventBusKafkaError):
-    """The embedded development broker could not be found, started or reached."""
+    """A test or development broker (embedded Tansu, or Apache Kafka) could not be found or started."""
+
+
+class BrokerRefusedError(EventBusKafkaError):
+    """The broker refused our credentials or TLS setup; retrying will not help until the settings change."""
 
 
 class EventProductionException(EventBusKafkaError):

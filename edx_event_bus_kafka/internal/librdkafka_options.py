@@ -1,8 +1,11 @@
 """Validation of librdkafka option dicts passed through settings.
 
-librdkafka itself is the authority on which options exist and which values they accept, so each
-option is checked by building a throw-away client with just that option (no broker is contacted
-because no ``bootstrap.servers`` is given). That costs well under a millisecond per option.
+librdkafka itself is the authority on which options exist and which values they accept, so a dict
+is checked by building a throw-away client with all of its options together, as the real client
+will see them (no broker is contacted because no ``bootstrap.servers`` is given): some options are
+only valid in combination, such as ``security.protocol=SASL_SSL`` with its ``sasl.mechanism``, or
+``session.timeout.ms`` with ``max.poll.interval.ms``. librdkafka's refusal names the offending
+option. That costs well under a millisecond per client.
 """
 from __future__ import annotations
 
@@ -32,48 +35,55 @@ def _client_factory(kind: str) -> Any:
     return {"producer": Producer, "consumer": Consumer, "admin": AdminClient}[kind]
 
 
-def check_librdkafka_options(options: dict[str, Any], kind: str) -> list[str]:
+def check_librdkafka_options(options: dict[str, Any], kind: str, *, base: dict[str, Any] | None = None,
+                             whole: bool = True) -> list[str]:
     """Problems with a dict of librdkafka options for a client of ``kind``, one line each.
 
-    Values of credential options are never included in the messages.
+    ``base`` holds options the client also gets (another setting's dict), checked together with
+    ``options``. ``whole=False`` skips asking librdkafka, for a dict that is never a client's whole
+    configuration (it is checked later under each client's own dict). Values of credential options
+    are never included in the messages.
     """
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, not {kind!r}")
     problems = []
-    factory = _client_factory(kind)
     for name, value in options.items():
         if not isinstance(name, str):
             problems.append(f"option name {name!r} must be a string")
-            continue
-        if name in OWNED_OPTIONS[kind]:
+        elif name in OWNED_OPTIONS[kind]:
             problems.append(f"option {name!r} cannot be set here: {OWNED_OPTIONS[kind][name]}")
-            continue
-        if not isinstance(value, (str, int, float, bool)) and not callable(value):
+        elif not isinstance(value, (str, int, float, bool)) and not callable(value):
             shown = "of type " + type(value).__name__
             problems.append(f"option {name!r} must be a string, number, boolean or callback, not a value {shown}")
-            continue
-        problem = _check_one(factory, kind, name, value)
-        if problem:
-            problems.append(problem)
-    return problems
+    if problems or not whole:
+        return problems
+    combined = {**(base or {}), **options}
+    refused = _refusal(_client_factory(kind), kind, combined)
+    return [] if refused is None else [f"is not valid for a {kind}: {_scrub(refused, combined)}"]
 
 
-def _check_one(factory: Any, kind: str, name: str, value: Any) -> str | None:
-    config: dict[str, Any] = {name: value}
-    if name != "log_level":
-        config["log_level"] = 0  # silence "no bootstrap.servers" notices from the probe client
+def _refusal(factory: Any, kind: str, options: dict[str, Any]) -> str | None:
+    """Why librdkafka refuses ``options`` for a client of ``kind``; None when it accepts them."""
+    config: dict[str, Any] = dict(options)
+    config.setdefault("log_level", 0)  # silence "no bootstrap.servers" notices from the probe client
     if kind == "consumer":
         config["group.id"] = "edx-event-bus-kafka-settings-check"
     try:
         client = factory(config)
     except Exception as error:  # noqa: BLE001 -- librdkafka reports bad options as KafkaException/TypeError/ValueError
-        shown = "'********'" if is_secret_option(name) else repr(value)
-        detail = _describe(error) if not is_secret_option(name) else "librdkafka rejected it"
-        return f"option {name!r}={shown} is not valid for a {kind}: {detail}"
+        return _describe(error)
     close = getattr(client, "close", None)
     if close is not None and kind == "consumer":
         close()
     return None
+
+
+def _scrub(text: str, options: dict[str, Any]) -> str:
+    """``text`` without the value of any credential option (librdkafka quotes invalid values)."""
+    for name, value in options.items():
+        if is_secret_option(str(name)) and isinstance(value, str) and value:
+            text = text.replace(value, "********")
+    return text
 
 
 def _describe(error: Exception) -> str:

@@ -30,6 +30,7 @@ from .avro_records import event_data_to_record
 from .config import get_full_topic, producer_client_config
 from .delivery import OutgoingEvent
 from .headers import headers_from_metadata
+from .refusals import RefusalWatch
 from .serialization import encoder_for
 from .settings import EventBusSettings, get_settings
 
@@ -89,15 +90,22 @@ class OutboxPublisher:
         from confluent_kafka import Producer
 
         self.settings = settings or get_settings()
+        self.refusals = RefusalWatch("outbox publisher")
         config = producer_client_config(self.settings)
         # Never give up on a row because of a slow broker within one pass; the pass has its own timeout.
         config.setdefault("message.timeout.ms", int(self.settings.outbox_delivery_timeout_sec * 1000))
+        config["error_cb"] = self._on_client_error
         self.producer = Producer(config)
+
+    def _on_client_error(self, error: Any) -> None:
+        if not self.refusals.seen(error):
+            logger.warning("Kafka outbox publisher error (librdkafka retries by itself): %s", error)
 
     def publish_batch(self) -> BatchResult:
         """Take the oldest pending rows (locked), publish, wait for acks, mark; one transaction."""
         from edx_event_bus_kafka.models import OutboxEvent
 
+        self.producer.poll(0)  # serve client errors even when idle: a refusing broker is noticed at once
         result = BatchResult()
         database = self.settings.transaction_database
         with transaction.atomic(using=database):
@@ -138,7 +146,7 @@ class OutboxPublisher:
             except Exception as error:  # noqa: BLE001 -- e.g. message too large: the row can never go out
                 outcomes[row.id] = PermanentRowError(f"{type(error).__name__}: {error}")
         deadline = time.monotonic() + self.settings.outbox_delivery_timeout_sec
-        while len(self.producer) > 0 and time.monotonic() < deadline:
+        while len(self.producer) > 0 and time.monotonic() < deadline and self.refusals.reason is None:
             self.producer.poll(0.05)
         return outcomes
 
@@ -181,7 +189,9 @@ class OutboxPublisher:
 
     def close(self) -> None:
         """Deliver anything still queued (normally nothing: every pass waits for its acks)."""
-        self.producer.flush(5)
+        if self.refusals.reason is not None:
+            self.producer.purge()  # nothing can be delivered; the rows stay pending
+        self.producer.flush(0 if self.refusals.reason is not None else 5)
 
 
 def backlog(settings: EventBusSettings | None = None) -> dict[str, Any]:

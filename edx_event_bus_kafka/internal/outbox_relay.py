@@ -1,7 +1,8 @@
 """Publishing outbox rows: the ``relay_outbox`` worker loop, and the after-commit flusher.
 
 The relay is a worker like ``consume_events``: same signal handling, same exit codes. Broker or
-registry outages leave rows pending and back off (doubling up to 60 s); nothing is dropped. The
+registry outages leave rows pending and back off (doubling up to 60 s); nothing is dropped. A broker
+that refuses our credentials or TLS setup ends the relay with the configuration status (2). The
 flusher is a background thread in each producing process that publishes right after a
 transaction with outbox rows commits, so events go out without waiting for the relay's next pass.
 """
@@ -17,7 +18,7 @@ from .heartbeat import Heartbeat
 from .outbox import OutboxPublisher
 from .settings import EventBusSettings, get_settings
 from .work_cycle import prepare_for_new_work_cycle
-from .worker import EXIT_OK, EXIT_TOO_MANY_ERRORS
+from .worker import EXIT_CONFIG, EXIT_OK, EXIT_TOO_MANY_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class OutboxRelay:
                     result = None
                 if result is not None:
                     self.published += result.published
+                if publisher.refusals.reason is not None:
+                    return EXIT_CONFIG  # logged by the watch; only new settings can help
                 if result is None or result.left_pending:
                     if result is not None:
                         logger.warning("Outbox relay: %d rows left pending (%s); backing off %.1f s",
@@ -115,6 +118,8 @@ class OutboxFlusher:
                 self._publisher = self._publisher or OutboxPublisher(self.settings)
                 while not self._closed.is_set():
                     result = self._publisher.publish_batch()
+                    if self._publisher.refusals.reason is not None:
+                        break  # logged by the watch (sparingly); the rows stay pending
                     if result.left_pending or result.published + result.failed_permanently == 0:
                         break  # nothing more, or the broker is unhappy: the relay will retry
             except Exception:

@@ -11,6 +11,7 @@ import functools
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,7 @@ from . import shutdown
 from .config import get_full_topic, producer_client_config
 from .delivery import DeliveryRecorder, OutgoingEvent, PendingEvent, ProducerStats
 from .headers import headers_from_metadata
+from .refusals import RefusalWatch
 from .serialization import encoder_for
 from .settings import EventBusSettings, get_settings
 
@@ -33,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 # When librdkafka's local queue is full, wait this long for room once before giving up on an event.
 QUEUE_FULL_WAIT_SEC = 0.5
+# Flushing waits in slices this long, so that a broker refusing us ends the wait early.
+FLUSH_SLICE_SEC = 0.2
 
 
 class KafkaEventProducer(EventBusProducer):
@@ -48,6 +52,7 @@ class KafkaEventProducer(EventBusProducer):
         self.recorder = DeliveryRecorder(audit_logging=self.settings.audit_logging_enabled)
         self._client_lock = threading.Lock()
         self._fatal_error: Any = None
+        self.refusals = RefusalWatch("event bus producer")
         self._closed = threading.Event()
         self._flusher: Any = None
         self.client = client if client is not None else self._new_client()
@@ -71,6 +76,8 @@ class KafkaEventProducer(EventBusProducer):
 
     def _on_client_error(self, error: Any) -> None:
         """Librdkafka client-level errors (not per message): log; remember fatal ones for a rebuild."""
+        if self.refusals.seen(error):
+            return  # logged once by the watch, not at every reconnect
         if error.fatal():
             logger.error("Fatal Kafka producer error, the client will be rebuilt: %s", error)
             self._fatal_error = error
@@ -179,13 +186,21 @@ class KafkaEventProducer(EventBusProducer):
         context) each of them. Returns how many were left undelivered.
         """
         timeout = self.settings.producer_flush_timeout_sec if timeout is None else timeout
-        remaining = self.client.flush(timeout)
+        remaining = self._flush(timeout)
         if remaining:
             logger.error("%d events were not acknowledged within %.1f s; logging each for re-sending",
                          remaining, timeout)
             self.client.purge()
             self.client.flush(0)
         return int(remaining)
+
+    def _flush(self, timeout: float) -> int:
+        """Wait up to ``timeout`` s for acknowledgements; give up early if the broker refuses us."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = int(self.client.flush(max(0.0, min(FLUSH_SLICE_SEC, deadline - time.monotonic()))))
+            if not remaining or self.refusals.reason is not None or time.monotonic() >= deadline:
+                return remaining
 
     def close(self, timeout: float | None = None) -> int:
         """Flush (see ``prepare_for_shutdown``) and stop the polling thread."""

@@ -211,13 +211,21 @@ def _topic_template(value: Any) -> str:
     return value
 
 
-def _librdkafka_options(kind: str) -> Parser:
+def _librdkafka_options(*kinds: str) -> Parser:
+    """A dict of librdkafka options for a client of each of ``kinds``.
+
+    With one kind librdkafka checks the dict whole. The shared dict (several kinds) is only checked
+    for owned options and value types here, and whole under each client's own dict in ``_read``.
+    """
     def parse(value: Any) -> dict[str, Any]:
         if value is None:
             return {}
         if not isinstance(value, Mapping):
             raise InvalidSetting("must be a dict of librdkafka option names to values")
-        problems = check_librdkafka_options(dict(value), kind)
+        problems: list[str] = []
+        for kind in kinds:
+            problems += [p for p in check_librdkafka_options(dict(value), kind, whole=len(kinds) == 1)
+                         if p not in problems]
         if problems:
             raise InvalidSetting("; ".join(problems))
         return dict(value)
@@ -302,6 +310,17 @@ SETTING_SPECS: tuple[SettingSpec, ...] = (
         "EVENT_BUS_KAFKA_AUDIT_LOGGING_ENABLED", "audit_logging_enabled", True, _flag,
         "When ``True``, log one INFO line per produced and per consumed event with topic, "
         "partition, offset, message id and key (never the event data).",
+    ),
+    SettingSpec(
+        "EVENT_BUS_KAFKA_CLIENT_CONFIG", "client_config", {}, _librdkafka_options("producer", "consumer", "admin"),
+        "Extra librdkafka options for every Kafka client the event bus makes (producers, consumers, "
+        "dead-letter writer, outbox relay, admin and status commands), layered over ours: the place for "
+        "connection security shared by all of them, for example SASL/SCRAM "
+        "``{'security.protocol': 'SASL_SSL', 'sasl.mechanism': 'SCRAM-SHA-512', 'sasl.username': ..., "
+        "'sasl.password': ...}`` or mutual TLS ``{'security.protocol': 'SSL', 'ssl.ca.location': ..., "
+        "'ssl.certificate.location': ..., 'ssl.key.location': ...}``. The per-client dicts below are "
+        "layered over it.",
+        reference=False,
     ),
     SettingSpec(
         "EVENT_BUS_KAFKA_PRODUCER_CONFIG", "producer_config", {}, _librdkafka_options("producer"),
@@ -486,6 +505,7 @@ class EventBusSettings:
     consumer_consecutive_errors_limit: int | None
     consumers_enabled: bool
     audit_logging_enabled: bool
+    client_config: dict[str, Any]
     producer_config: dict[str, Any]
     consumer_config: dict[str, Any]
     admin_config: dict[str, Any]
@@ -528,15 +548,37 @@ def _redacted_value(spec: SettingSpec, value: Any) -> str:
     return spec.shown(value) if spec.secret or isinstance(value, dict) else repr(value)
 
 
+# Per-client option dicts, each checked again on top of EVENT_BUS_KAFKA_CLIENT_CONFIG, as the client sees them.
+_LAYERED_OPTIONS = (("producer", "producer_config"), ("consumer", "consumer_config"), ("admin", "admin_config"))
+
+
 def _read(source: Any) -> tuple[dict[str, Any], list[str]]:
     values: dict[str, Any] = {}
     problems: list[str] = []
+    specs = {spec.attribute: spec for spec in SETTING_SPECS}
     for spec in SETTING_SPECS:
         raw = getattr(source, spec.name, spec.default)
         try:
             values[spec.attribute] = spec.parse(raw)
         except InvalidSetting as error:
             problems.append(f"{spec.name}={spec.shown(raw)} {error}.")
+    shared = values.get("client_config")
+    shared_shown = f"EVENT_BUS_KAFKA_CLIENT_CONFIG={specs['client_config'].shown(shared or {})}"
+    refused_alone: dict[str, str] = {}  # kind -> librdkafka's reason, for clients with no own dict
+    for kind, attribute in _LAYERED_OPTIONS:
+        own = values.get(attribute)
+        if not shared or own is None:  # nothing shared, or the client's own dict is already reported
+            continue
+        together = check_librdkafka_options(own, kind, base=shared)
+        if together and own:
+            problems.append(f"{shared_shown} with {specs[attribute].name}={specs[attribute].shown(own)} "
+                            f"{'; '.join(together)}.")
+        elif together:
+            refused_alone[kind] = together[0].split(": ", 1)[-1]
+    if refused_alone:  # one line for the shared dict, however many clients refuse it
+        names = list(refused_alone)
+        kinds = f"{', '.join(names[:-1])} and {names[-1]} clients" if len(names) > 1 else f"a {names[0]} client"
+        problems.append(f"{shared_shown} is not valid for {kinds}: {next(iter(refused_alone.values()))}.")
     return values, problems
 
 

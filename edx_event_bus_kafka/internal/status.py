@@ -15,6 +15,7 @@ from typing import Any
 
 from .config import consumer_client_config, get_full_topic
 from .dead_letter import dead_letter_topic
+from .refusals import RefusalWatch, list_topics_watched
 from .settings import EventBusSettings, get_settings
 
 TIMEOUT_SEC = 10.0
@@ -53,11 +54,12 @@ class TopicStatus:
         return {**asdict(self), "total_lag": self.total_lag}
 
 
-def _client(group: str, settings: EventBusSettings) -> Any:
+def _client(group: str, settings: EventBusSettings, watch: RefusalWatch) -> Any:
     from confluent_kafka import Consumer
 
     config = consumer_client_config(group, settings)
     config["log_level"] = 3
+    config["error_cb"] = watch.seen
     return Consumer(config)
 
 
@@ -74,8 +76,8 @@ def _message_time(consumer: Any, topic: str, partition: int, offset: int) -> str
     return None
 
 
-def _partitions(consumer: Any, topic: str) -> list[int] | None:
-    metadata = consumer.list_topics(topic, timeout=TIMEOUT_SEC)
+def _partitions(consumer: Any, topic: str, watch: RefusalWatch) -> list[int] | None:
+    metadata = list_topics_watched(consumer, watch, TIMEOUT_SEC, topic)
     found = metadata.topics.get(topic)
     if found is None or found.error is not None:
         return None
@@ -84,16 +86,23 @@ def _partitions(consumer: Any, topic: str) -> list[int] | None:
 
 def topic_status(topic: str, group: str, settings: EventBusSettings | None = None, *,
                  include_outbox: bool = True) -> TopicStatus:
-    """The status of ``topic`` (without prefix) for consumer group ``group``."""
+    """The status of ``topic`` (without prefix) for consumer group ``group``.
+
+    Raises:
+        LookupError: the topic does not exist.
+        BrokerRefusedError: the broker refused our credentials or TLS setup.
+
+    """
     from confluent_kafka import TopicPartition
 
     settings = settings or get_settings()
     full_topic = get_full_topic(topic, settings)
     status = TopicStatus(topic=full_topic, group=group)
-    reader = _client(group, settings)
-    peeker = _client(f"event-bus-status-{uuid.uuid4().hex[:8]}", settings)
+    watch = RefusalWatch("status reader")
+    reader = _client(group, settings, watch)
+    peeker = _client(f"event-bus-status-{uuid.uuid4().hex[:8]}", settings, watch)
     try:
-        numbers = _partitions(reader, full_topic)
+        numbers = _partitions(reader, full_topic, watch)
         if numbers is None:
             raise LookupError(f"topic {full_topic!r} does not exist")
         committed = {
@@ -109,7 +118,7 @@ def topic_status(topic: str, group: str, settings: EventBusSettings | None = Non
             status.partitions.append(PartitionStatus(number, done if done is not None and done >= 0 else None,
                                                      high, lag, oldest))
         status.dead_letter_topic = dead_letter_topic(full_topic, group, settings)
-        dead_numbers = _partitions(reader, status.dead_letter_topic)
+        dead_numbers = _partitions(reader, status.dead_letter_topic, watch)
         if dead_numbers is not None:
             status.dead_letters = 0
             for number in dead_numbers:

@@ -18,7 +18,8 @@ from django.conf import settings as django_settings
 
 from . import dead_letter
 from .config import admin_client_config, get_full_topic
-from .errors import ConfigurationError, EventBusKafkaError
+from .errors import BrokerRefusedError, ConfigurationError, EventBusKafkaError
+from .refusals import RefusalWatch, list_topics_watched
 from .settings import EventBusSettings
 
 __all__ = ["Kind", "Status", "TopicAdminError", "TopicPlan", "TopicResult", "ensure_topics", "planned_topics",
@@ -131,7 +132,8 @@ def ensure_topics(
     from the settings (for callers that already hold one, and tests).
 
     Raises:
-        TopicAdminError: not a dry run, and the existing topics could not be listed.
+        TopicAdminError: not a dry run, and the existing topics could not be listed; or the broker
+            refused our credentials or TLS setup (dry run or not).
 
     """
     plans = list(plans)
@@ -162,14 +164,18 @@ def ensure_topics(
 def _list_existing(admin: Any, settings: EventBusSettings | None, timeout: float) -> tuple[Any, dict, str | None]:
     """The admin client, the existing topics' metadata by name, and why they could not be listed."""
     config = admin_client_config(settings)
+    watch = RefusalWatch("admin client")
     if admin is None:
         if "bootstrap.servers" not in config:
             return None, {}, "EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS is not set"
         from confluent_kafka.admin import AdminClient
 
+        config["error_cb"] = watch.seen
         admin = AdminClient(config)  # returned and kept: a collected client cancels its pending requests
     try:
-        return admin, admin.list_topics(timeout=timeout).topics, None
+        return admin, list_topics_watched(admin, watch, timeout).topics, None
+    except BrokerRefusedError as error:
+        raise TopicAdminError(f"{error}; nothing was checked or created") from None
     except Exception as error:  # noqa: BLE001 -- KafkaException or a client error: report either
         return admin, {}, f"could not list topics on {config.get('bootstrap.servers', 'the broker')}: {_reason(error)}"
 

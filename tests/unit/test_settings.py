@@ -81,6 +81,11 @@ BAD_SETTINGS = [
     ("EVENT_BUS_KAFKA_CONSUMER_CONFIG", {"enable.auto.commit": True}, "at-least-once"),
     ("EVENT_BUS_KAFKA_CONSUMER_CONFIG", {"group.id": "other"}, "consume_events -g"),
     ("EVENT_BUS_KAFKA_ADMIN_CONFIG", {"bogus": "x"}, "No such configuration property"),
+    ("EVENT_BUS_KAFKA_CLIENT_CONFIG", {"security.protcol": "SSL"}, "No such configuration property"),
+    ("EVENT_BUS_KAFKA_CLIENT_CONFIG", {"group.id": "other"}, "consume_events -g"),
+    # Each valid alone, refused together: the combination is named.
+    ("EVENT_BUS_KAFKA_CONSUMER_CONFIG", {"session.timeout.ms": 60000, "max.poll.interval.ms": 50000},
+     "`max.poll.interval.ms`must be >= `session.timeout.ms`"),
 ]
 
 
@@ -129,6 +134,55 @@ def test_valid_settings_pass_checks_and_reach_client_configs():
     assert consumer["enable.auto.commit"] is False and consumer["enable.auto.offset.store"] is False
     assert admin["socket.timeout.ms"] == 1000
     assert producer["client.id"] == "test-service"
+
+
+VALID_COMBINATIONS = [
+    # Refused option by option (SASL_PLAINTEXT alone means GSSAPI, which librdkafka lacks here), valid together.
+    {"EVENT_BUS_KAFKA_CLIENT_CONFIG": {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-512",
+                                       "sasl.username": "u", "sasl.password": SECRET_VALUE}},
+    {"EVENT_BUS_KAFKA_CONSUMER_CONFIG": {"max.poll.interval.ms": 10000, "session.timeout.ms": 6000}},
+    # Split over the shared dict and each client's own dict.
+    {"EVENT_BUS_KAFKA_CLIENT_CONFIG": {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-256"},
+     **{f"EVENT_BUS_KAFKA_{kind}_CONFIG": {"sasl.username": kind.lower(), "sasl.password": SECRET_VALUE}
+        for kind in ("PRODUCER", "CONSUMER", "ADMIN")}},
+]
+
+
+@pytest.mark.parametrize("values", VALID_COMBINATIONS)
+def test_librdkafka_options_are_validated_together_as_the_client_sees_them(values):
+    """Options that are only valid in combination pass, and are checked across the shared and own dicts."""
+    with override_settings(**values):
+        assert settings_problems() == []
+
+
+def test_own_options_refused_over_the_shared_ones_name_both_settings():
+    """A client's dict that clashes with EVENT_BUS_KAFKA_CLIENT_CONFIG is reported, without secrets."""
+    with override_settings(EVENT_BUS_KAFKA_CLIENT_CONFIG={"session.timeout.ms": 60000},
+                           EVENT_BUS_KAFKA_CONSUMER_CONFIG={"max.poll.interval.ms": 50000,
+                                                            "sasl.password": SECRET_VALUE}):
+        (problem,) = settings_problems()
+    assert "EVENT_BUS_KAFKA_CONSUMER_CONFIG" in problem and "EVENT_BUS_KAFKA_CLIENT_CONFIG" in problem
+    assert "not valid for a consumer" in problem and "max.poll.interval.ms" in problem
+    assert SECRET_VALUE not in problem
+
+
+def test_shared_options_incomplete_for_a_client_are_reported_for_that_client():
+    """SCRAM in the shared dict without credentials anywhere fails for every client, in one line."""
+    with override_settings(EVENT_BUS_KAFKA_CLIENT_CONFIG={"security.protocol": "SASL_SSL",
+                                                          "sasl.mechanism": "SCRAM-SHA-256"}):
+        (problem,) = settings_problems()
+    assert "not valid for producer, consumer and admin clients" in problem
+    assert "sasl.username and sasl.password must be set" in problem
+
+
+def test_client_config_reaches_every_client_under_the_per_client_dicts():
+    """EVENT_BUS_KAFKA_CLIENT_CONFIG goes to producer, consumer and admin; their own dicts win."""
+    with override_settings(EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS="kafka:9092",
+                           EVENT_BUS_KAFKA_CLIENT_CONFIG={"socket.timeout.ms": 2000, "ssl.ca.location": "/ca.pem"},
+                           EVENT_BUS_KAFKA_ADMIN_CONFIG={"socket.timeout.ms": 3000}):
+        configs = [config.producer_client_config(), config.consumer_client_config("g"), config.admin_client_config()]
+    assert [c["ssl.ca.location"] for c in configs] == ["/ca.pem"] * 3
+    assert [c["socket.timeout.ms"] for c in configs] == [2000, 2000, 3000]
 
 
 def test_api_key_and_secret_configure_sasl_plain_over_tls():

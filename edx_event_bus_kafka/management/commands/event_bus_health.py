@@ -42,9 +42,16 @@ def _broker_health() -> Health:
     from confluent_kafka.admin import AdminClient
 
     from edx_event_bus_kafka.internal.config import admin_client_config
+    from edx_event_bus_kafka.internal.errors import BrokerRefusedError
+    from edx_event_bus_kafka.internal.refusals import RefusalWatch, list_topics_watched
 
+    watch = RefusalWatch("health probe")
+    config = admin_client_config()
+    config["error_cb"] = watch.seen
     try:
-        AdminClient(admin_client_config()).list_topics(timeout=5)
+        list_topics_watched(AdminClient(config), watch, timeout=5)
+    except BrokerRefusedError as error:
+        return Health(False, str(error))
     except Exception as error:  # noqa: BLE001 -- any failure means "not reachable" for a probe
         return Health(False, f"broker unreachable: {error}")
     return Health(True, "ok: heartbeat fresh and broker answers")

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from edx_event_bus_kafka.internal.errors import ConfigurationError
+from edx_event_bus_kafka.internal.errors import BrokerRefusedError, ConfigurationError
 from edx_event_bus_kafka.internal.settings import get_settings
 from edx_event_bus_kafka.internal.status import topic_status
 
@@ -27,7 +27,7 @@ class Command(BaseCommand):
         try:
             status = topic_status(options["topic"], options["group_id"], get_settings(),
                                   include_outbox=not options["no_outbox"])
-        except ConfigurationError as error:
+        except (ConfigurationError, BrokerRefusedError) as error:
             raise CommandError(str(error)) from error
         except LookupError as error:
             raise CommandError(str(error.args[0])) from error

@@ -53,6 +53,9 @@ class Command(EventBusCommand):
         producer.produce_now(OutgoingEvent(signal, options["topic"][0], options["key_field"][0], event_data, metadata))
         undelivered = producer.prepare_for_shutdown(options["timeout"])
         failed = producer.stats.snapshot()["failed"] - before
+        if producer.refusals.reason is not None:
+            raise CommandError(f"Event {metadata.id} was not delivered: Kafka refused the producer: "
+                               f"{producer.refusals.reason}")
         if failed or undelivered:
             raise CommandError(f"Event {metadata.id} was not delivered; the error is logged above")
         self.stdout.write(f"Delivered event {metadata.id} ({signal.event_type}) to topic {options['topic'][0]}")
