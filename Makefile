@@ -19,7 +19,15 @@ BIN := $(VENV)/bin
 # (openedx-events 10.x, Django up to 5.2) has its own requirements/py311/*.txt.
 REQS := $(if $(filter 3.11,$(PY_VERSION)),requirements/py311,requirements)
 
-.PHONY: help system-deps test test-all quality docs demo broker bench bench-outbox reference-venv upgrade requirements dev clean
+# The supported matrix (tox.ini): Python x Django where Django supports the pair. py312-django60 is
+# the default combination, which `make test` runs in full; the others run MATRIX_TESTS.
+DEFAULT_ENV := py312-django60
+MATRIX_ENVS := py311-django42,py311-django52,py312-django42,py312-django52,py313-django52,py313-django60
+MATRIX_TESTS ?= tests/unit tests/integration/test_interop.py tests/integration/test_reference_venv.py
+TOX_ARGS ?=
+comma := ,
+
+.PHONY: help system-deps test test-matrix test-all quality docs demo broker bench bench-outbox reference-venv upgrade requirements dev clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -55,8 +63,19 @@ system-deps: ## install the system packages tests need (PostgreSQL) if missing
 test: $(VENV)/.installed-test system-deps ## run the whole test suite, real-broker tests included (PYTHON=python3.11 etc.)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-all: $(VENV)/.installed-dev ## run the suite under each supported Django version (tox)
-	$(BIN)/tox
+# tox finds the interpreters through --discover, so pyenv's shims need no PYENV_VERSION.
+define tox_run
+	@set -e; discover=""; for version in $(SUPPORTED_PYTHONS); do \
+		found="$$(scripts/find_python.sh $$version)"; discover="$$discover $${found% *}"; done; \
+	echo "+ tox run --discover$$discover -e $(1) $(TOX_ARGS) -- $(2)"; \
+	$(BIN)/tox run --discover $$discover -e $(1) $(TOX_ARGS) -- $(2)
+endef
+
+test-matrix: $(VENV)/.installed-dev ## unit, interop and byte-identity tests on every other supported Python x Django
+	$(call tox_run,$(MATRIX_ENVS),$(MATRIX_TESTS))
+
+test-all: $(VENV)/.installed-dev system-deps ## the whole suite on every supported Python x Django (tox; long)
+	$(call tox_run,$(DEFAULT_ENV)$(comma)$(MATRIX_ENVS),$(PYTEST_ARGS))
 
 quality: $(VENV)/.installed-quality ## ruff and mypy over the package, tests and scripts
 	$(BIN)/ruff check edx_event_bus_kafka tests scripts setup.py manage.py
