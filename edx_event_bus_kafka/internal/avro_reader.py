@@ -263,7 +263,7 @@ class _Source(SourceBuilder):
             self.line(depth + 1, f"{target} = {default}")
         elif conversion is _SAME:
             self.line(depth + 1, f"{target} = None")
-        elif conversion is _FAIL or conversion is _RECORD:
+        elif conversion is _FAIL or conversion is _RECORD or conversion is _NESTED:  # None converts to none of them
             self.line(depth + 1, "raise FallBack('from_dict cannot convert None here')")
         else:  # the deserializer decides what None gives (or raises)
             self.line(depth + 1, f"{target} = {self.constant(conversion, 'F')}(None)")
