@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Find a working interpreter for a Python version and print "ABSOLUTE_PATH X.Y".
 #
-#   scripts/find_python.sh python3.12     (or 3.12, or /path/to/python3.12)
+#   scripts/find_python.sh python3.12     (or 3.12, or /path/to/python3.12, or python3 as it is)
 #
 # A name on PATH is not enough: pyenv's shims exist for every installed version but answer only for
 # the versions pyenv has selected, so every candidate is run before it is accepted. Tried in order:
@@ -30,6 +30,11 @@ case "$spec" in
     */*)
         accept "$spec"
         echo "find_python: $spec does not run, or lacks the venv/ensurepip modules" >&2
+        exit 1
+        ;;
+    python | python3)
+        accept "$spec"
+        echo "find_python: $spec is not on PATH or lacks the venv/ensurepip modules" >&2
         exit 1
         ;;
     python3.[0-9]*) version="${spec#python}" ;;
