@@ -1,9 +1,6 @@
 # One command per check. `make help` lists them. Every target creates the virtualenv it needs.
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
-VENV := .venv
-BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 # Apache Kafka for the second broker tier: its jars come from Maven Central into a git-ignored folder.
 KAFKA_VERSION ?= 4.4.0
@@ -12,29 +9,64 @@ KAFKA_JARS := $(CURDIR)/.kafka/kafka-$(KAFKA_VERSION)
 export EVENT_BUS_TEST_KAFKA_VERSION := $(KAFKA_VERSION)
 export EVENT_BUS_TEST_KAFKA_JARS := $(KAFKA_JARS)
 
-.PHONY: help system-deps test test-apache kafka-jars test-all quality docs demo broker bench bench-outbox reference-venv upgrade requirements dev clean
+# The interpreter, by name, version or path: make test PYTHON=python3.11 (or PYTHON=3.13, or
+# PYTHON=/path/to/python3.13). scripts/find_python.sh resolves it (PATH, then pyenv) and explains
+# what it tried when it cannot. The default is the Python the current Open edX release runs.
+DEFAULT_PYTHON := 3.12
+SUPPORTED_PYTHONS := 3.11 3.12 3.13
+PYTHON ?= python$(DEFAULT_PYTHON)
+PY_FOUND := $(shell scripts/find_python.sh '$(PYTHON)' 2>/dev/null)
+PY_BIN := $(word 1,$(PY_FOUND))
+PY_VERSION := $(word 2,$(PY_FOUND))
+# .venv belongs to the default Python; the others get .venv-py311, .venv-py313 beside it.
+VENV := $(if $(PY_VERSION),$(if $(filter $(DEFAULT_PYTHON),$(PY_VERSION)),.venv,.venv-py$(subst .,,$(PY_VERSION))),.venv-no-python)
+BIN := $(VENV)/bin
+# Pins per interpreter: requirements/*.txt are compiled on 3.12 and serve 3.12 and 3.13; Python 3.11
+# (openedx-events 10.x, Django up to 5.2) has its own requirements/py311/*.txt.
+REQS := $(if $(filter 3.11,$(PY_VERSION)),requirements/py311,requirements)
+
+# The supported matrix (tox.ini): Python x Django where Django supports the pair. py312-django60 is
+# the default combination, which `make test` runs in full; the others run MATRIX_TESTS.
+DEFAULT_ENV := py312-django60
+MATRIX_ENVS := py311-django42,py311-django52,py312-django42,py312-django52,py313-django52,py313-django60
+MATRIX_TESTS ?= tests/unit tests/integration/test_interop.py tests/integration/test_reference_venv.py
+TOX_ARGS ?=
+comma := ,
+
+.PHONY: help system-deps test test-apache kafka-jars test-matrix test-all quality docs demo broker bench bench-outbox reference-venv upgrade requirements dev clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+# The venv is (re)built when missing or made by another Python (an older .venv of Python 3.11).
+$(VENV)/.python-$(PY_VERSION):
+	@scripts/find_python.sh '$(PYTHON)' >/dev/null
+	@if [ -z "$(filter $(PY_VERSION),$(SUPPORTED_PYTHONS))" ]; then \
+		echo "Python $(PY_VERSION) is not supported; choose one of $(SUPPORTED_PYTHONS)" >&2; exit 1; fi
+	rm -rf $(VENV)
+	$(PY_BIN) -m venv $(VENV)
+	touch $@
 
 # Stamps re-install only when the pinned requirements or setup.py change.
-$(VENV)/.installed-%: requirements/%.txt requirements/pip.txt setup.py | $(BIN)/python
-	$(BIN)/python -m pip install -q -r requirements/pip.txt
-	$(BIN)/python -m pip install -q -r requirements/$*.txt
+$(VENV)/.installed-%: $(REQS)/%.txt $(REQS)/pip.txt setup.py $(VENV)/.python-$(PY_VERSION)
+	$(BIN)/python -m pip install -q -r $(REQS)/pip.txt
+	$(BIN)/python -m pip install -q -r $(REQS)/$*.txt
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
 
-requirements: $(VENV)/.installed-test ## install the pinned test requirements into .venv
+# A layer not pinned for this Python (quality, docs and dev tools are pinned for the default only).
+$(REQS)/%.txt:
+	@echo "$@ does not exist: requirements/$*.in is not pinned for Python $(PY_VERSION)." \
+		"Run this target with the default Python ($(DEFAULT_PYTHON))." >&2; exit 1
+
+requirements: $(VENV)/.installed-test ## install the pinned test requirements into .venv (or .venv-pyXY)
 
 dev: $(VENV)/.installed-dev ## install every development tool into .venv
 
 system-deps: ## install the system packages tests need (PostgreSQL) if missing
 	scripts/ensure_system_deps.sh
 
-test: $(VENV)/.installed-test system-deps ## run the whole test suite, real-broker tests included
+test: $(VENV)/.installed-test system-deps ## run the whole test suite, real-broker tests included (PYTHON=python3.11 etc.)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 kafka-jars: $(KAFKA_JARS)/.fetched ## fetch the Apache Kafka broker's jars with Maven (once; needs Java 17+ to run)
@@ -47,8 +79,19 @@ $(KAFKA_JARS)/.fetched: edx_event_bus_kafka/testing/apache-kafka-pom.xml | $(VEN
 test-apache: $(VENV)/.installed-test system-deps kafka-jars ## integration tests on Apache Kafka (GROUP_PROTOCOL=classic|consumer)
 	$(BIN)/python -m pytest -m integration --kafka-broker=apache --kafka-group-protocol=$(GROUP_PROTOCOL) $(PYTEST_ARGS)
 
-test-all: $(VENV)/.installed-dev ## run the suite under each supported Django version (tox)
-	$(BIN)/tox
+# tox finds the interpreters through --discover, so pyenv's shims need no PYENV_VERSION.
+define tox_run
+	@set -e; discover=""; for version in $(SUPPORTED_PYTHONS); do \
+		found="$$(scripts/find_python.sh $$version)"; discover="$$discover $${found% *}"; done; \
+	echo "+ tox run --discover$$discover -e $(1) $(TOX_ARGS) -- $(2)"; \
+	$(BIN)/tox run --discover $$discover -e $(1) $(TOX_ARGS) -- $(2)
+endef
+
+test-matrix: $(VENV)/.installed-dev ## unit, interop and byte-identity tests on every other supported Python x Django
+	$(call tox_run,$(MATRIX_ENVS),$(MATRIX_TESTS))
+
+test-all: $(VENV)/.installed-dev system-deps ## the whole suite on every supported Python x Django (tox; long)
+	$(call tox_run,$(DEFAULT_ENV)$(comma)$(MATRIX_ENVS),$(PYTEST_ARGS))
 
 quality: $(VENV)/.installed-quality ## ruff and mypy over the package, tests and scripts
 	$(BIN)/ruff check edx_event_bus_kafka tests scripts setup.py manage.py
@@ -64,19 +107,17 @@ demo: $(VENV)/.installed-test ## start the embedded broker and send an event thr
 broker: $(VENV)/.installed-test ## run an embedded broker on 127.0.0.1:9092 in the foreground
 	$(BIN)/python manage.py run_embedded_broker --port 9092
 
-bench: $(VENV)/.installed-test ## benchmark ours against the reference (installed in .venv-reference), same run
+bench: $(VENV)/.installed-test ## benchmark ours against the reference (in .venv-reference-pyXY), same run
 	$(BIN)/python scripts/benchmark.py $(BENCH_ARGS)
 
 bench-outbox: $(VENV)/.installed-test system-deps ## outbox write rate, relay rate and commit-to-consumer latency
 	$(BIN)/python scripts/bench_outbox.py $(BENCH_ARGS)
 
-reference-venv: $(VENV)/.installed-test ## build .venv-reference with the reference edx-event-bus-kafka 6.x
+reference-venv: $(VENV)/.installed-test ## build .venv-reference-pyXY: the reference release for this Python
 	$(BIN)/python -m tests.support.reference_venv
 
-upgrade: $(VENV)/.installed-dev ## re-pin requirements/*.txt from the .in files
-	cd requirements && for layer in pip base test quality doc dev reference; do \
-		../$(BIN)/pip-compile -q --upgrade --allow-unsafe --strip-extras --no-emit-index-url \
-			--no-emit-find-links $$layer.in -o $$layer.txt || exit 1; done
+upgrade: ## re-pin requirements/*.txt (Python 3.12) and requirements/py311/*.txt (3.11)
+	scripts/upgrade_requirements.sh
 
-clean: ## remove the virtualenv and build output
-	rm -rf $(VENV) .tox build dist *.egg-info .mypy_cache .ruff_cache .kafka
+clean: ## remove the virtualenvs and build output
+	rm -rf .venv .venv-py* .venv-pip-compile-* .tox build dist *.egg-info .mypy_cache .ruff_cache .kafka

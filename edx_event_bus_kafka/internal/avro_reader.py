@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import keyword
 import struct
+import types
 from collections.abc import Callable
 from typing import Any, get_args, get_origin
 
@@ -102,20 +103,48 @@ _MEMOS = {  # by id: a custom deserializer need not be hashable
 _SAME = "same"  # hands it over as it is
 _FAIL = "fail"  # raises TypeError
 _RECORD = "record"  # builds the attrs class from the record dict
+# Converts each item (list) or value (dict) along the declared item type: List[attrs], Dict[str, List[str]], ...
+_NESTED = "nested"
+
+
+def _converts_nested_collections() -> bool:
+    """Whether the installed openedx-events handles collections of non-simple items (11.0 and later).
+
+    Its schemas and its ``from_dict`` learnt them in the same release; before, ``from_dict`` raises
+    TypeError for them (and no schema has them), so we probe the schema side.
+    """
+    probe = types.SimpleNamespace(event_type="org.openedx.probe.v1", init_data={"probe": list[list[str]]})
+    try:
+        AvroSignalSerializer(probe).schema  # noqa: B018 -- building the schema is the probe
+    except Exception:  # noqa: BLE001 -- openedx-events raises bare Exception or TypeError
+        return False
+    return True
+
+
+_NESTED_OR_FAIL = _NESTED if _converts_nested_collections() else _FAIL
+
+
+def _collection_conversion(origin: Any, args: tuple[Any, ...]) -> Any:
+    """What ``from_dict`` does with a decoded list (``origin`` list) or dict (``origin`` dict)."""
+    if origin is list and args:  # from_dict compares with ==, the same for classes
+        return _SAME if args[0] in SIMPLE_PYTHON_TYPE_TO_AVRO_MAPPING else _NESTED_OR_FAIL
+    if origin is dict and len(args) == 2:
+        if all(arg in SIMPLE_PYTHON_TYPE_TO_AVRO_MAPPING for arg in args):
+            return _SAME
+        return _NESTED_OR_FAIL if args[0] is str else _FAIL  # nested values only under str keys
+    return _FAIL  # no annotation
 
 
 def _conversion(declared: Any, deserializers: dict[Any, Any]) -> Any:
-    """_SAME, _FAIL, _RECORD or the deserializer to call, checked in ``from_dict``'s order."""
+    """_SAME, _FAIL, _RECORD, _NESTED or the deserializer to call, checked in ``from_dict``'s order."""
     try:
         if deserializer := deserializers.get(declared):
             return deserializer
         if declared in PYTHON_TYPE_TO_AVRO_MAPPING:
             return _SAME
-        origin, args = get_origin(declared), get_args(declared)
-        if origin is list:  # from_dict compares with ==, the same for classes
-            return _SAME if args and args[0] in SIMPLE_PYTHON_TYPE_TO_AVRO_MAPPING else _FAIL
-        if origin is dict:
-            return _SAME if args and all(arg in SIMPLE_PYTHON_TYPE_TO_AVRO_MAPPING for arg in args) else _FAIL
+        origin = get_origin(declared)
+        if origin is list or origin is dict:
+            return _collection_conversion(origin, get_args(declared))
     except TypeError:  # an unhashable declared type: the reference lookup raises too
         return _FAIL
     return _RECORD if hasattr(declared, "__attrs_attrs__") else _FAIL
@@ -166,7 +195,12 @@ class _Source(SourceBuilder):
             return
         if conversion is _RECORD:
             raise _Unsupported(f"attrs class {declared!r} for {schema!r}")
-        if isinstance(schema, str) and schema in _PRIMITIVES:
+        if conversion is _NESTED:
+            if kind != {list: "array", dict: "map"}.get(get_origin(declared)):
+                raise _Unsupported(f"{kind!r} for {declared!r}")
+            self.collection(schema, target, depth, declared)
+            conversion = _SAME  # its items are converted; from_dict passes the new list or dict on as it is
+        elif isinstance(schema, str) and schema in _PRIMITIVES:
             self.primitive(schema, target, depth)
         elif kind in ("array", "map"):
             self.collection(schema, target, depth)
@@ -229,7 +263,7 @@ class _Source(SourceBuilder):
             self.line(depth + 1, f"{target} = {default}")
         elif conversion is _SAME:
             self.line(depth + 1, f"{target} = None")
-        elif conversion is _FAIL or conversion is _RECORD:
+        elif conversion is _FAIL or conversion is _RECORD or conversion is _NESTED:  # None converts to none of them
             self.line(depth + 1, "raise FallBack('from_dict cannot convert None here')")
         else:  # the deserializer decides what None gives (or raises)
             self.line(depth + 1, f"{target} = {self.constant(conversion, 'F')}(None)")
@@ -270,11 +304,15 @@ class _Source(SourceBuilder):
             return f"{self.constant(default.factory, 'F')}()"  # called exactly when attrs would call it
         return "None" if default is None else self.constant(default, "D")  # the object attrs itself passes
 
-    def collection(self, schema: dict[str, Any], target: str, depth: int) -> None:
-        """Arrays and maps of primitives: blocks of items until a zero count, into a list or dict."""
+    def collection(self, schema: dict[str, Any], target: str, depth: int, declared: Any = None) -> None:
+        """Arrays and maps: blocks of items until a zero count, into a list or dict.
+
+        Without ``declared`` the items are primitives that ``from_dict`` passes on as decoded; with it
+        (a ``List[X]`` or ``Dict[str, X]`` of _NESTED conversion) each item is read and converted as an X.
+        """
         is_map = schema["type"] == "map"
         items = _primitive_name(schema.get("values" if is_map else "items"))
-        if not isinstance(items, str) or items not in _ITEMS:
+        if declared is None and (not isinstance(items, str) or items not in _ITEMS):
             raise _Unsupported(f"{schema['type']} of {items!r}")
         count, size, item = self.new("c"), self.new("s"), self.new("i")
         self.line(depth, f"{target} = {{}}" if is_map else f"{target} = []")
@@ -285,12 +323,16 @@ class _Source(SourceBuilder):
         self.line(depth + 1, f"if not {count}: break")
         # A negative count is followed by the block's size in bytes, which fastavro reads and ignores.
         self.line(depth + 1, f"if {count} < 0: {count} = -{count}; {size}, p = _long(body, p)")
+        # Every item takes a byte or more (a record of nulls only would not: it falls back, still correct).
         self.line(depth + 1, f"if {count} > end - p: raise FallBack('more items than bytes')")
         self.line(depth + 1, f"for _ in range({count}):")
         key = self.new("k") if is_map else ""
         if is_map:
             self.primitive("string", key, depth + 2)
-        self.primitive(items, item, depth + 2)
+        if declared is None:
+            self.primitive(items, item, depth + 2)
+        else:  # from_dict converts each item with no falsy-value rule, as at the top level
+            self.value(items, get_args(declared)[-1], item, depth + 2, None)
         self.line(depth + 2, f"{target}[{key}] = {item}" if is_map else f"{target}.append({item})")
 
     def function(self, result: str, filename: str) -> Callable[[bytes], dict[str, Any]]:

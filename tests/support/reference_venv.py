@@ -1,11 +1,13 @@
-"""The reference ``edx-event-bus-kafka`` 6.x in its own virtualenv, ``.venv-reference``.
+"""The reference ``edx-event-bus-kafka`` 6.x in its own virtualenv, one per Python version.
 
 The reference has the same import name as our package, so it can never share a virtualenv with
 it. Interoperability tests and the producer benchmark run it in subprocesses with the python that
-:func:`ensure_reference_venv` returns. The venv is built from the pinned
-``requirements/reference.txt`` (from PyPI on a fresh machine, such as CI) and rebuilt only when
-those pins change; a file lock keeps two processes (parallel test runs, a benchmark) from building
-it at the same time.
+:func:`ensure_reference_venv` returns. Each interpreter gets the reference release Open edX runs on
+it, in ``.venv-reference-pyXY`` built with that same interpreter: 6.1.0 on Python 3.11
+(``requirements/py311/reference.txt``) and 6.2.0, which requires 3.12, on 3.12 and later
+(``requirements/reference.txt``). The venv is built from those pins (from PyPI on a fresh machine,
+such as CI) and rebuilt only when they change; a file lock keeps two processes (parallel test runs,
+tox environments of one Python, a benchmark) from building it at the same time.
 
 Run ``python -m tests.support.reference_venv`` to build it by hand; it prints the python path.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,8 +27,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-VENV_DIR = REPO_ROOT / ".venv-reference"
-REQUIREMENTS = REPO_ROOT / "requirements" / "reference.txt"
+PYTHON_TAG = f"py{sys.version_info.major}{sys.version_info.minor}"
+VENV_DIR = REPO_ROOT / f".venv-reference-{PYTHON_TAG}"
+# Pins per interpreter, as for our own requirements: Python 3.11 has its own compiled files.
+PINS_DIR = REPO_ROOT / "requirements" / "py311" if sys.version_info < (3, 12) else REPO_ROOT / "requirements"
+REQUIREMENTS = PINS_DIR / "reference.txt"
 # Written last, after a successful install: its content is the hash of the pins installed.
 STAMP = VENV_DIR / ".installed-reference"
 
@@ -78,10 +84,12 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-def _base_python() -> list[str]:
-    """A Python 3.11 to create the venv with: ``python3.11`` if on PATH, else this interpreter."""
-    found = shutil.which("python3.11")
-    return [found] if found else [sys.executable]
+def pinned_reference_version() -> str:
+    """The edx-event-bus-kafka release that the pins for this interpreter install."""
+    found = re.search(r"^edx-event-bus-kafka==([^\s;]+)", REQUIREMENTS.read_text(encoding="utf-8"), re.M)
+    if found is None:
+        raise ValueError(f"{REQUIREMENTS} pins no edx-event-bus-kafka release")
+    return found.group(1)
 
 
 def _run(command: list[str]) -> None:
@@ -96,23 +104,18 @@ def _build(pins_hash: str) -> None:
         shutil.rmtree(VENV_DIR)
     else:
         _say(f"creating {VENV_DIR}")
-    base = _base_python()
-    try:
-        _run([*base, "-m", "venv", str(VENV_DIR)])
-    except (OSError, subprocess.CalledProcessError):
-        if base == [sys.executable]:
-            raise
-        _say("python3.11 -m venv failed; falling back to the current interpreter")
-        shutil.rmtree(VENV_DIR, ignore_errors=True)
-        _run([sys.executable, "-m", "venv", str(VENV_DIR)])
+    # This interpreter (from a venv or tox env, python -m venv starts from its base), so the
+    # reference runs on the Python version the tests run on.
+    _run([sys.executable, "-m", "venv", str(VENV_DIR)])
     python = str(_venv_python())
     _run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r", str(REQUIREMENTS)])
     STAMP.write_text(pins_hash + "\n", encoding="utf-8")
-    _say(f"reference venv ready in {time.monotonic() - started:.1f} s")
+    _say(f"reference {pinned_reference_version()} on Python {sys.version.split()[0]} ready in "
+         f"{time.monotonic() - started:.1f} s")
 
 
 def ensure_reference_venv() -> Path:
-    """The python executable of ``.venv-reference``, building or rebuilding the venv when needed.
+    """The python executable of this interpreter's ``.venv-reference-pyXY``, (re)building it when needed.
 
     Raises:
         subprocess.CalledProcessError: creating the venv or installing the pins failed.

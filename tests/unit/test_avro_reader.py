@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 import math
 import random
-import struct
 from typing import Any
 
 import attr
@@ -19,47 +18,24 @@ from openedx_events.learning.signals import (
     PERSISTENT_GRADE_SUMMARY_CHANGED,
     XBLOCK_SKILL_VERIFIED,
 )
-from openedx_events.tooling import OpenEdxPublicSignal, load_all_signals
 
 from edx_event_bus_kafka.internal import avro_reader
 from edx_event_bus_kafka.internal.avro_reader import FallBack, compile_event_reader
 from tests.events import enrollment_event_data
 from tests.support.sample_events import VARIANTS, sample_event_data
+from tests.support.signals import (
+    ALL_SIGNALS,
+    SERIALIZABLE,
+    StandInSignal,
+    assert_same_event_data,
+    schema_or_none,
+    signal_id,
+    uses_only_fast_path_avro,
+)
 
-load_all_signals()
-ALL_SIGNALS = sorted(OpenEdxPublicSignal.all_events(), key=lambda signal: signal.event_type)
-
-
-def _schema_or_none(signal: Any) -> Any:
-    try:
-        return AvroSignalSerializer(signal).schema
-    except Exception:  # noqa: BLE001 -- openedx-events raises bare Exception or TypeError
-        return None
-
-
-WITH_SCHEMA = [signal for signal in ALL_SIGNALS if _schema_or_none(signal) is not None]
-READABLE = [signal for signal in WITH_SCHEMA if compile_event_reader(signal) is not None]
-SUPPORTED_TYPES = {"string", "long", "boolean", "double", "null"}
-
-
-def _ids(value: Any) -> str:
-    return value if isinstance(value, str) else value.event_type
-
-
-def _uses_only_supported_types(schema: Any, named: set[str]) -> bool:
-    """Independent check of the Avro subset the reader covers (named references included)."""
-    if isinstance(schema, str):
-        return schema in SUPPORTED_TYPES or schema in named
-    if isinstance(schema, list):
-        return len(schema) == 2 and schema[0] == "null" and _uses_only_supported_types(schema[1], named)
-    kind = schema["type"]
-    if kind == "record":
-        named.add(schema["name"])
-        return all(_uses_only_supported_types(field["type"], named) for field in schema["fields"])
-    if kind in ("array", "map"):
-        return _uses_only_supported_types(schema["items" if kind == "array" else "values"], named)
-    return _uses_only_supported_types(kind, named)
-
+# Serializable signals of the installed openedx-events that get a generated reader; the others are
+# decoded by the fallback path, which tests/unit/test_codec_paths.py checks for every signal.
+READABLE = [signal for signal in SERIALIZABLE if compile_event_reader(signal) is not None]
 
 def _reference(signal: Any, body: bytes) -> dict[str, Any]:
     """The slow path: fastavro to a dict, then openedx-events' from_dict."""
@@ -73,46 +49,16 @@ def _read(signal: Any, body: bytes) -> dict[str, Any]:
     return reader(body)
 
 
-def _canonical(value: Any) -> Any:
-    """A stricter view than ==: exact types everywhere, floats by bit pattern (so NaN equals itself)."""
-    if hasattr(type(value), "__attrs_attrs__"):
-        fields = attr.fields(type(value))
-        return type(value), tuple((field.name, _canonical(getattr(value, field.name))) for field in fields)
-    if isinstance(value, dict):
-        return dict, tuple((_canonical(key), _canonical(item)) for key, item in value.items())
-    if isinstance(value, list):
-        return list, tuple(_canonical(item) for item in value)
-    if isinstance(value, float):
-        return float, struct.pack("<d", value)
-    return type(value), value, repr(value)
-
-
-def _has_nan(value: Any) -> bool:
-    if hasattr(type(value), "__attrs_attrs__"):
-        return any(_has_nan(getattr(value, field.name)) for field in attr.fields(type(value)))
-    if isinstance(value, dict):
-        return any(_has_nan(item) for item in value.values())
-    if isinstance(value, list):
-        return any(_has_nan(item) for item in value)
-    return isinstance(value, float) and math.isnan(value)
-
-
-def _assert_same(result: dict[str, Any], expected: dict[str, Any]) -> None:
-    """Equal with == (NaN aside: it never equals itself) and also type for type, bit for bit."""
-    assert _has_nan(expected) or result == expected
-    assert _canonical(result) == _canonical(expected)
-
-
 def _patched(body: bytes, old: bytes, new: bytes) -> bytes:
     assert body.count(old) == 1, old
     return body.replace(old, new)
 
 
-@pytest.mark.parametrize("signal", ALL_SIGNALS, ids=_ids)
+@pytest.mark.parametrize("signal", ALL_SIGNALS, ids=signal_id)
 def test_reader_is_compiled_exactly_for_schemas_within_the_supported_avro(signal):
     """A signal gets a reader iff openedx-events derives its schema and the schema uses only supported Avro."""
-    schema = _schema_or_none(signal)
-    supported = schema is not None and _uses_only_supported_types(schema, set())
+    schema = schema_or_none(signal)
+    supported = schema is not None and uses_only_fast_path_avro(schema)
     assert (compile_event_reader(signal) is not None) == supported
 
 
@@ -122,22 +68,21 @@ def test_enrollment_changed_gets_a_reader():
 
 
 @pytest.mark.parametrize(
-    ("signal", "variant"), [(signal, variant) for signal in WITH_SCHEMA for variant in VARIANTS], ids=_ids
+    ("signal", "variant"), [(signal, variant) for signal in READABLE for variant in VARIANTS], ids=signal_id
 )
 def test_reader_result_equals_the_reference_decoding(signal, variant):
-    """For every signal with a schema and every sample variant, the reader returns what fastavro + from_dict give."""
+    """For every signal with a reader and every sample variant, the reader returns what fastavro + from_dict give."""
     reader = compile_event_reader(signal)
-    if reader is None:
-        pytest.skip("schema outside the supported Avro; decoded by the reference path")
+    assert reader is not None
     body = serialize_event_data_to_bytes(sample_event_data(signal, variant), signal)
-    _assert_same(reader(body), _reference(signal, body))
+    assert_same_event_data(reader(body), _reference(signal, body))
 
 
 @pytest.mark.parametrize(
     ("signal", "variant"),
     [(signal, variant) for signal in READABLE for variant in ("all_set", "unicode")]
     + [(COURSE_ENROLLMENT_CHANGED, "extremes")],
-    ids=_ids,
+    ids=signal_id,
 )
 def test_every_truncation_raises_fallback(signal, variant):
     """A body cut at any byte offset raises FallBack, never another exception or a result."""
@@ -149,7 +94,7 @@ def test_every_truncation_raises_fallback(signal, variant):
             reader(body[:cut])
 
 
-@pytest.mark.parametrize("signal", READABLE, ids=_ids)
+@pytest.mark.parametrize("signal", READABLE, ids=signal_id)
 def test_trailing_bytes_raise_fallback(signal):
     """A body with bytes after the event (which fastavro would silently ignore) raises FallBack."""
     body = serialize_event_data_to_bytes(sample_event_data(signal), signal)
@@ -210,10 +155,10 @@ def test_non_bytes_raise_fallback(body):
 def test_bytearray_body_reads_like_bytes():
     """A bytearray holding the body gives the same event data as the bytes."""
     expected = _reference(COURSE_ENROLLMENT_CHANGED, ENROLLMENT_BODY)
-    _assert_same(_read(COURSE_ENROLLMENT_CHANGED, bytearray(ENROLLMENT_BODY)), expected)
+    assert_same_event_data(_read(COURSE_ENROLLMENT_CHANGED, bytearray(ENROLLMENT_BODY)), expected)
 
 
-@pytest.mark.parametrize("signal", READABLE, ids=_ids)
+@pytest.mark.parametrize("signal", READABLE, ids=signal_id)
 def test_random_corruptions_give_the_reference_result_or_fallback(signal):
     """Bytes replaced, inserted or deleted at random: the reader raises FallBack or returns the reference result."""
     rng = random.Random(signal.event_type)
@@ -234,7 +179,7 @@ def test_random_corruptions_give_the_reference_result_or_fallback(signal):
             result = reader(mutated)
         except FallBack:
             continue
-        _assert_same(result, _reference(signal, mutated))
+        assert_same_event_data(result, _reference(signal, mutated))
 
 
 def _enrollment_body(**changes: Any) -> bytes:
@@ -267,7 +212,7 @@ def _enrollment_body(**changes: Any) -> bytes:
 )
 def test_defaults_and_odd_but_valid_encodings_follow_the_reference(body):
     """Falsy values (kept without a default, replaced by it with one), named records and overlong varints match."""
-    _assert_same(_read(COURSE_ENROLLMENT_CHANGED, body), _reference(COURSE_ENROLLMENT_CHANGED, body))
+    assert_same_event_data(_read(COURSE_ENROLLMENT_CHANGED, body), _reference(COURSE_ENROLLMENT_CHANGED, body))
 
 
 def test_negative_block_counts_and_split_blocks_read_like_fastavro():
@@ -277,7 +222,7 @@ def test_negative_block_counts_and_split_blocks_read_like_fastavro():
     body = serialize_event_data_to_bytes(data, XBLOCK_SKILL_VERIFIED)
     for blocks in (b"\x03\x04\x0e\x10\x00", b"\x02\x0e\x02\x10\x00", b"\x01\x02\x0e\x01\x02\x10\x00"):
         changed = _patched(body, b"\x04\x0e\x10\x00", blocks)
-        _assert_same(_read(XBLOCK_SKILL_VERIFIED, changed), _reference(XBLOCK_SKILL_VERIFIED, changed))
+        assert_same_event_data(_read(XBLOCK_SKILL_VERIFIED, changed), _reference(XBLOCK_SKILL_VERIFIED, changed))
 
 
 def test_map_with_repeated_key_keeps_the_last_value_like_fastavro():
@@ -289,7 +234,7 @@ def test_map_with_repeated_key_keeps_the_last_value_like_fastavro():
     changed = _patched(body, b"\x02\x02a\x021\x00", b"\x04\x02a\x021\x02a\x022\x00")
     result = _read(LTI_PROVIDER_LAUNCH_SUCCESS, changed)
     assert result["launch_data"].launch_params.extra_params == {"a": "2"}
-    _assert_same(result, _reference(LTI_PROVIDER_LAUNCH_SUCCESS, changed))
+    assert_same_event_data(result, _reference(LTI_PROVIDER_LAUNCH_SUCCESS, changed))
 
 
 def test_array_count_beyond_the_body_raises_fallback():
@@ -307,7 +252,8 @@ def test_doubles_read_bit_for_bit(value):
     body = serialize_event_data_to_bytes(
         {"grade": attr.evolve(base["grade"], percent_grade=value)}, PERSISTENT_GRADE_SUMMARY_CHANGED
     )
-    _assert_same(_read(PERSISTENT_GRADE_SUMMARY_CHANGED, body), _reference(PERSISTENT_GRADE_SUMMARY_CHANGED, body))
+    expected = _reference(PERSISTENT_GRADE_SUMMARY_CHANGED, body)
+    assert_same_event_data(_read(PERSISTENT_GRADE_SUMMARY_CHANGED, body), expected)
 
 
 def test_course_keys_are_parsed_once_per_text_and_failures_are_not_remembered():
@@ -328,15 +274,7 @@ def test_course_key_memo_stays_correct_when_full(monkeypatch):
         body = serialize_event_data_to_bytes(
             enrollment_event_data(course=f"course-v1:edX+Demo{number}+Run"), COURSE_ENROLLMENT_CHANGED
         )
-        _assert_same(_read(COURSE_ENROLLMENT_CHANGED, body), _reference(COURSE_ENROLLMENT_CHANGED, body))
-
-
-class _Signal:
-    """Just what openedx-events' schema derivation and deserializer read from a signal."""
-
-    def __init__(self, event_type: str, **init_data: Any):
-        self.event_type = event_type
-        self.init_data = init_data
+        assert_same_event_data(_read(COURSE_ENROLLMENT_CHANGED, body), _reference(COURSE_ENROLLMENT_CHANGED, body))
 
 
 @attr.s(frozen=True)
@@ -355,13 +293,13 @@ class _Defaults:
 
 def test_plain_defaults_replace_falsy_values_and_top_level_values_are_kept():
     """0, False, [] and 0.0 give way to attribute defaults (as from_dict does) but stay as they are at the top level."""
-    signal = _Signal("org.test.defaults.v1", defaults=_Defaults, count=int, ratio=_Ratio)
+    signal = StandInSignal("org.test.defaults.v1", defaults=_Defaults, count=int, ratio=_Ratio)
     ratio = _Ratio(ratio=0.0, weights={})
     data = {"defaults": _Defaults(count=0, hidden=False, tags=[], ratio=ratio), "count": 0, "ratio": ratio}
     body = serialize_event_data_to_bytes(data, signal)
     result = _read(signal, body)
     assert result == {"defaults": _Defaults(count=3, hidden=True, ratio=ratio), "count": 0, "ratio": ratio}
-    _assert_same(result, _reference(signal, body))
+    assert_same_event_data(result, _reference(signal, body))
 
 
 @attr.s(frozen=True)
@@ -393,4 +331,4 @@ class _Empty:
 @pytest.mark.parametrize("cls", [_Blob, _SelfFactory, _Private, _NotInit, _Empty], ids=lambda cls: cls.__name__)
 def test_schemas_or_classes_outside_what_is_generated_compile_to_none(cls):
     """Bytes fields, self-taking factories, renamed or non-init attributes and empty records compile to None."""
-    assert compile_event_reader(_Signal(f"org.test.{cls.__name__.lower()}.v1", value=cls)) is None
+    assert compile_event_reader(StandInSignal(f"org.test.{cls.__name__.lower()}.v1", value=cls)) is None

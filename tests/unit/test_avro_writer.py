@@ -15,68 +15,32 @@ from openedx_events.learning.signals import (
     PERSISTENT_GRADE_SUMMARY_CHANGED,
     XBLOCK_SKILL_VERIFIED,
 )
-from openedx_events.tooling import OpenEdxPublicSignal, load_all_signals
 
 from edx_event_bus_kafka.internal.avro_records import to_avro_record
 from edx_event_bus_kafka.internal.avro_writer import FallBack, compile_event_writer, compile_key_writer
 from edx_event_bus_kafka.internal.serialization import key_schema
 from tests.events import ENROLLMENT_KEY_FIELD, enrollment_event_data
 from tests.support.sample_events import VARIANTS, sample_event_data
+from tests.support.signals import (
+    ALL_SIGNALS,
+    SERIALIZABLE,
+    StandInSignal,
+    schema_or_none,
+    signal_id,
+    uses_only_fast_path_avro,
+)
 
-load_all_signals()
-ALL_SIGNALS = sorted(OpenEdxPublicSignal.all_events(), key=lambda signal: signal.event_type)
-
-# openedx-events itself cannot derive an Avro schema for these signals, so there are no reference bytes to match.
-NO_SCHEMA = {
-    "org.openedx.content_authoring.course.certificate_config.changed.v1": "List[CertificateSignatoryData]: lists "
-    "of attrs classes have no Avro mapping",
-    "org.openedx.content_authoring.course.certificate_config.deleted.v1": "same data as certificate_config.changed",
-    "org.openedx.learning.discussions.configuration.changed.v1": "plugin_configuration is a dict without annotation",
-    "org.openedx.learning.user.notification.requested.v1": "context is a dict without annotation",
-    "org.openedx.learning.forum.thread.created.v1": "discussion and options are dicts without annotation",
-    "org.openedx.learning.forum.thread.response.created.v1": "same data as forum.thread.created",
-    "org.openedx.learning.forum.thread.response.comment.created.v1": "same data as forum.thread.created",
-    "org.openedx.learning.course.notification.requested.v1": "content_context is a dict without annotation",
-    "org.openedx.learning.ora.submission.created.v1": "List[dict] is not a supported list item type",
-}
-WITH_SCHEMA = [signal for signal in ALL_SIGNALS if signal.event_type not in NO_SCHEMA]
-SUPPORTED_TYPES = {"string", "long", "boolean", "double", "null"}
+# Serializable signals of the installed openedx-events that get a generated writer; the others are
+# encoded by the fallback path, which tests/unit/test_codec_paths.py checks for every signal.
+WRITABLE = [signal for signal in SERIALIZABLE if compile_event_writer(signal) is not None]
 
 
-def _uses_only_supported_types(schema: Any, named: set[str]) -> bool:
-    """Independent check of the Avro subset the writer covers (named references included)."""
-    if isinstance(schema, str):
-        return schema in SUPPORTED_TYPES or schema in named
-    if isinstance(schema, list):
-        return len(schema) == 2 and schema[0] == "null" and _uses_only_supported_types(schema[1], named)
-    kind = schema["type"]
-    if kind == "record":
-        named.add(schema["name"])
-        return all(_uses_only_supported_types(field["type"], named) for field in schema["fields"])
-    if kind in ("array", "map"):
-        return _uses_only_supported_types(schema["items" if kind == "array" else "values"], named)
-    return _uses_only_supported_types(kind, named)
-
-
-@pytest.mark.parametrize("signal", ALL_SIGNALS, ids=lambda signal: signal.event_type)
-def test_schema_exclusions_are_exactly_the_signals_openedx_events_cannot_describe(signal):
-    """A signal is excluded from the byte comparisons only if openedx-events fails to build its schema."""
-    if signal.event_type in NO_SCHEMA:
-        with pytest.raises(Exception):  # noqa: B017 -- openedx-events raises bare Exception or TypeError
-            _ = AvroSignalSerializer(signal).schema
-        assert compile_event_writer(signal) is None
-    else:
-        assert AvroSignalSerializer(signal).schema["fields"]
-
-
-@pytest.mark.parametrize("signal", WITH_SCHEMA, ids=lambda signal: signal.event_type)
-def test_writer_is_compiled_for_every_signal_within_the_supported_avro(signal):
-    """Every schema that uses only the supported Avro types gets a writer."""
-    schema = AvroSignalSerializer(signal).schema
-    if _uses_only_supported_types(schema, set()):
-        assert compile_event_writer(signal) is not None
-    else:
-        assert compile_event_writer(signal) is None
+@pytest.mark.parametrize("signal", ALL_SIGNALS, ids=signal_id)
+def test_writer_is_compiled_exactly_for_serializable_schemas_within_the_supported_avro(signal):
+    """A signal gets a writer iff openedx-events builds its schema and the schema uses only supported Avro."""
+    schema = schema_or_none(signal)
+    supported = schema is not None and uses_only_fast_path_avro(schema)
+    assert (compile_event_writer(signal) is not None) == supported
 
 
 def test_enrollment_changed_gets_a_writer():
@@ -85,15 +49,12 @@ def test_enrollment_changed_gets_a_writer():
 
 
 @pytest.mark.parametrize(
-    ("signal", "variant"),
-    [(signal, variant) for signal in WITH_SCHEMA for variant in VARIANTS],
-    ids=lambda value: value if isinstance(value, str) else value.event_type,
+    ("signal", "variant"), [(signal, variant) for signal in WRITABLE for variant in VARIANTS], ids=signal_id
 )
 def test_writer_bytes_equal_the_reference_serializer(signal, variant):
-    """For every signal with a schema and every sample variant, the writer writes openedx-events' exact bytes."""
+    """For every signal with a writer and every sample variant, the writer writes openedx-events' exact bytes."""
     writer = compile_event_writer(signal)
-    if writer is None:
-        pytest.skip("schema outside the supported Avro; encoded by the reference path")
+    assert writer is not None
     data = sample_event_data(signal, variant)
     assert writer(data) == serialize_event_data_to_bytes(data, signal)
 
@@ -253,14 +214,6 @@ def test_any_value_anywhere_gives_reference_bytes_or_fallback(path):
         assert written == serialize_event_data_to_bytes(data, COURSE_ENROLLMENT_CHANGED), (path, value)
 
 
-class _Signal:
-    """Just what openedx-events' schema derivation reads from a signal."""
-
-    def __init__(self, event_type: str, **init_data: Any):
-        self.event_type = event_type
-        self.init_data = init_data
-
-
 @attr.s(frozen=True)
 class _Blob:
     content = attr.ib(type=bytes)
@@ -274,8 +227,8 @@ class _Ratio:
 
 def test_schemas_outside_the_supported_avro_compile_to_none():
     """A bytes field (or any type the writer does not generate) makes compile return None: the slow path encodes."""
-    assert compile_event_writer(_Signal("org.test.blob.v1", blob=_Blob)) is None
-    assert compile_event_writer(_Signal("org.test.ratio.v1", ratio=_Ratio)) is not None
+    assert compile_event_writer(StandInSignal("org.test.blob.v1", blob=_Blob)) is None
+    assert compile_event_writer(StandInSignal("org.test.ratio.v1", ratio=_Ratio)) is not None
 
 
 @pytest.mark.parametrize(
