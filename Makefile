@@ -33,7 +33,7 @@ MATRIX_TESTS ?= tests/unit tests/integration/test_interop.py tests/integration/t
 TOX_ARGS ?=
 comma := ,
 
-.PHONY: help system-deps test test-apache kafka-jars test-matrix test-all quality docs demo broker bench bench-outbox reference-venv upgrade requirements dev clean
+.PHONY: help system-deps test test-apache kafka-jars test-matrix test-all quality docs demo broker bench bench-outbox bench-latency reference-venv upgrade requirements dev clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -107,11 +107,18 @@ demo: $(VENV)/.installed-test ## start the embedded broker and send an event thr
 broker: $(VENV)/.installed-test ## run an embedded broker on 127.0.0.1:9092 in the foreground
 	$(BIN)/python manage.py run_embedded_broker --port 9092
 
-bench: $(VENV)/.installed-test ## benchmark ours against the reference (in .venv-reference-pyXY), same run
-	$(BIN)/python scripts/benchmark.py $(BENCH_ARGS)
+# Benchmarks take BROKER=tansu (default) or BROKER=apache (fetches Kafka's jars first).
+BROKER ?= tansu
+BROKER_DEPS := $(if $(filter apache,$(BROKER)),kafka-jars,)
 
-bench-outbox: $(VENV)/.installed-test system-deps ## outbox write rate, relay rate and commit-to-consumer latency
-	$(BIN)/python scripts/bench_outbox.py $(BENCH_ARGS)
+bench: $(VENV)/.installed-test $(BROKER_DEPS) ## benchmark ours against the reference (BROKER=tansu|apache), same run
+	$(BIN)/python scripts/benchmark.py --broker $(BROKER) $(BENCH_ARGS)
+
+bench-outbox: $(VENV)/.installed-test system-deps $(BROKER_DEPS) ## outbox write rate, relay rate, commit-to-consumer latency
+	$(BIN)/python scripts/bench_outbox.py --broker $(BROKER) $(BENCH_ARGS)
+
+bench-latency: $(VENV)/.installed-test $(BROKER_DEPS) ## end-to-end latency at a steady rate, ours vs bare librdkafka
+	$(BIN)/python scripts/bench_latency.py --broker $(BROKER) $(BENCH_ARGS)
 
 reference-venv: $(VENV)/.installed-test ## build .venv-reference-pyXY: the reference release for this Python
 	$(BIN)/python -m tests.support.reference_venv

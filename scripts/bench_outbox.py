@@ -2,11 +2,12 @@
 
 Usage (from the repository root, with our venv)::
 
-    python scripts/bench_outbox.py [--events 2000] [--rounds 3] [--json results.json]
+    python scripts/bench_outbox.py [--events 2000] [--rounds 3] [--json results.json] [--broker tansu|apache]
 
 This is a command, not a timed test: numbers depend on the machine, so nothing is asserted
 against a threshold. It exits non-zero only when a step did not do what it should (events
-missing, a process failing). One embedded broker and one throw-away PostgreSQL server (migrated
+missing, a process failing). One broker (``--broker``: the embedded Tansu, the default, or Apache
+Kafka with its full JIT) and one throw-away PostgreSQL server (migrated
 once into a template database; every step gets a fresh copy of it) serve the whole run and are
 torn down at the end. Processes run Django with ``tests.settings``; their settings come through
 ``EVENT_BUS_SETTINGS_JSON``. Every event is a COURSE_ENROLLMENT_CHANGED with its own course, on
@@ -35,7 +36,7 @@ empty (it must reach 0); the topic, read back, must hold exactly the N events (c
 record batch). The ``on_commit`` topic is checked the same way in phase 1.
 
 Phase 3, latency from commit to consumer. A consumer in this process (plain confluent-kafka,
-``FAST_CONSUMER_CONFIG``, new group, from the beginning of a fresh topic) is subscribed and
+``fast_consumer_config()``, new group, from the beginning of a fresh topic) is subscribed and
 assigned before the writer starts; it notes ``time.time()`` when each message arrives, by its
 ``ce_id`` header. The writer commits one event per transaction at ``--rate`` per second for
 ``--duration`` seconds and notes ``time.time()`` right after each commit, by event id (same
@@ -67,8 +68,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))  # for tests.support
 
-from edx_event_bus_kafka.testing import FAST_CONSUMER_CONFIG, EmbeddedKafkaBroker  # noqa: E402
+from edx_event_bus_kafka.testing import (  # noqa: E402
+    BROKER_KINDS,
+    KafkaTestBroker,
+    fast_consumer_config,
+    make_test_broker,
+    selected_broker_kind,
+)
 from tests.support.postgres import TemporaryPostgres  # noqa: E402
+
+CONSUMER_OPTIONS: dict[str, Any] = fast_consumer_config("tansu", "classic")  # the same on both brokers
 
 WORKER_MODULE = "scripts.bench_outbox_worker"
 TABLE = "edx_event_bus_kafka_outboxevent"
@@ -94,6 +103,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="latency phase: seconds of writing (10)")
     parser.add_argument("--json", type=Path, help="also write the full results to this file")
     parser.add_argument("--process-timeout", type=float, default=120.0, help="seconds before a step gives up")
+    parser.add_argument("--broker", choices=BROKER_KINDS, default=selected_broker_kind(),
+                        help="the broker (default: $EVENT_BUS_TEST_KAFKA_BROKER or tansu)")
     args = parser.parse_args()
     if args.events < 1 or args.rounds < 1 or args.per_transaction < 1:
         parser.error("--events, --rounds and --per-transaction must be at least 1")
@@ -106,7 +117,7 @@ def parse_args() -> argparse.Namespace:
 class Bench:
     """What every step needs: the broker, the PostgreSQL server, a scratch directory, the options."""
 
-    broker: EmbeddedKafkaBroker
+    broker: KafkaTestBroker
     postgres: TemporaryPostgres
     workdir: Path
     args: argparse.Namespace
@@ -216,7 +227,7 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0)
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-read-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "log_level": 0, **FAST_CONSUMER_CONFIG})
+                         "enable.auto.commit": False, "log_level": 0, **CONSUMER_OPTIONS})
     messages = 0
     ids: set[str | None] = set()
     try:
@@ -351,7 +362,7 @@ class LatencyConsumer:
         self.topic = topic
         self.consumer = Consumer({
             "bootstrap.servers": bootstrap, "group.id": f"bench-latency-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest", "enable.auto.commit": False, "log_level": 0, **FAST_CONSUMER_CONFIG,
+            "auto.offset.reset": "earliest", "enable.auto.commit": False, "log_level": 0, **CONSUMER_OPTIONS,
         })
         self.received: dict[str, float] = {}
         self.errors: list[str] = []
@@ -481,7 +492,7 @@ def summarize(rounds: list[dict[str, Any]], latency: list[dict[str, Any]]) -> di
         "startup_s": median_of([r["relay"]["startup_s"] for r in done]),
     }
     latencies = {
-        r["variant"]: {name: r.get(name) for name in ("events", "p50_ms", "p95_ms", "max_ms")}
+        r["variant"]: {name: r.get(name) for name in ("events", "p50_ms", "p95_ms", "p99_ms", "max_ms")}
         for r in latency if r.get("ok")
     }
     return {"rounds_ok": len(done), "rounds": len(rounds), "write": write, "relay": relay, "latency": latencies}
@@ -558,14 +569,14 @@ def guarded(what: str, step: Any, *step_args: Any) -> dict[str, Any]:
 def main() -> int:
     args = parse_args()
     started = time.monotonic()
-    broker = EmbeddedKafkaBroker()
+    broker = make_test_broker(args.broker, **({"quick_start": False} if args.broker == "apache" else {}))
     postgres = TemporaryPostgres()
     rounds: list[dict[str, Any]] = []
     latency: list[dict[str, Any]] = []
     try:
         broker.start()
         postgres.start()
-        say(f"broker {broker.bootstrap_servers}, PostgreSQL on port {postgres.port}")
+        say(f"{args.broker} broker {broker.bootstrap_servers}, PostgreSQL on port {postgres.port}")
         with tempfile.TemporaryDirectory(prefix="bench-outbox-") as workdir:
             bench = Bench(broker, postgres, Path(workdir), args)
             migrate_template(bench)
@@ -577,12 +588,12 @@ def main() -> int:
                 latency.append({"variant": variant, **result})
     finally:
         postgres.stop()
-        broker.stop()
+        broker.close()
     summary = summarize(rounds, latency)
     summary["wall_s"] = time.monotonic() - started
     print_report(rounds, latency, summary, args)
     conditions = {
-        "events": args.events, "rounds": args.rounds, "per_transaction": args.per_transaction,
+        "broker": args.broker, "events": args.events, "rounds": args.rounds, "per_transaction": args.per_transaction,
         "partitions": PARTITIONS, "latency_rate": args.rate, "latency_duration_s": args.duration,
         "outbox_poll_interval_sec": DEFAULT_POLL_INTERVAL_SEC, "cpus": os.cpu_count(),
         "clock": "time.time() in the writer (after commit) and in this process (on arrival)",

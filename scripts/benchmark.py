@@ -3,13 +3,14 @@
 Usage (from the repository root, with our venv)::
 
     python scripts/benchmark.py [--events 5000] [--rounds 3] [--json results.json] [--profile DIR]
-                                [--no-consumer] [--consumer-events N]
+                                [--no-consumer] [--consumer-events N] [--broker tansu|apache]
 
-One embedded broker and one schema registry stand-in (a subprocess, reached over HTTP) serve every
-round. Each round runs ``scripts/bench_worker.py`` once with our python and once with the reference
-venv's python (built on demand by ``tests.support.reference_venv``), alternating which goes first,
-each on a fresh topic. The worker times ``COURSE_ENROLLMENT_CHANGED.send_event`` through
-openedx-events' ``EVENT_BUS_PRODUCER_CONFIG`` handler until every delivery report is in. We report
+One broker (``--broker``: the embedded Tansu, the default, or Apache Kafka with its full JIT) and one
+schema registry stand-in (a subprocess, reached over HTTP) serve every round. Each round runs
+``scripts/bench_worker.py`` once with our python and once with the reference venv's python (built
+on demand by ``tests.support.reference_venv``), alternating which goes first, each on a fresh topic.
+The worker times ``COURSE_ENROLLMENT_CHANGED.send_event`` through openedx-events'
+``EVENT_BUS_PRODUCER_CONFIG`` handler until every delivery report is in. We report
 the median events/s and worker CPU time per event of each, and the ratio ours / reference.
 
 Each round also runs a baseline worker (``--no-baseline`` skips it): the same sends through a producer
@@ -32,10 +33,13 @@ receiver notes ``perf_counter`` and ``process_time`` at the first and at the N-t
 the process: ours by SIGTERM to itself (its worker finishes the message and exits 0), the reference
 by ``_shut_down()`` on its consumer instance (or, were that unreachable, ``os._exit(0)``).
 Consumer events/s = (N - 1) / (t_last - t_first) inside the consumer process; CPU us/event is the
-process CPU time (all threads) over the same span. Both consumers log at INFO with audit logging
+process CPU time (all threads) over the same span. First event after start = t_first - the moment the
+process was launched (both on the machine's monotonic clock): interpreter and Django start-up, group
+join and the first fetch. Both consumers log at INFO with audit logging
 to a file in the same format and run without a monitoring backend (``OPENEDX_TELEMETRY = []``).
 The embedded broker needs a short session timeout (a group join waits session.timeout.ms / 2) and a
-short fetch wait (a fetch does not return early when data arrives): ours gets them through
+short fetch wait (a fetch does not return early when data arrives); Apache Kafka gets the same
+options (``fast_consumer_config``), so the two brokers are measured alike: ours gets them through
 ``EVENT_BUS_KAFKA_CONSUMER_CONFIG``; the reference, which has no such setting, gets the same options
 plus ``auto.offset.reset=earliest`` (ours' default) added to its client config, and nothing else.
 Ours takes up to ``EVENT_BUS_KAFKA_CONSUMER_BATCH_SIZE`` (500) messages per ``consume`` call, which
@@ -64,7 +68,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))  # for tests.support; this process runs our venv, so ours is wanted
 
-from edx_event_bus_kafka.testing import EmbeddedKafkaBroker  # noqa: E402
+from edx_event_bus_kafka.testing import (  # noqa: E402
+    BROKER_KINDS,
+    KafkaTestBroker,
+    fast_consumer_config,
+    make_test_broker,
+    selected_broker_kind,
+)
 from tests.support.reference_venv import VENV_DIR, ensure_reference_venv  # noqa: E402
 
 WORKER = REPO_ROOT / "scripts" / "bench_worker.py"
@@ -73,9 +83,8 @@ CONSUMER_SETTINGS_MODULE = "bench_consumer_settings"
 IMPLEMENTATIONS = ("ours", "reference")
 REGISTRY_READY = "schema registry stand-in ready on "
 CONSUMER_PARTITIONS = 3
-# What the embedded broker needs of any consumer (see DESIGN.md section 7); nothing else is tuned.
-CONSUMER_CLIENT_OPTIONS: dict[str, Any] = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500,
-                                           "fetch.wait.max.ms": 10}
+# What the test brokers need of any consumer (see DESIGN.md section 7); nothing else is tuned.
+CONSUMER_CLIENT_OPTIONS: dict[str, Any] = fast_consumer_config("tansu", "classic")
 # The reference starts a new group at librdkafka's default "latest"; ours at "earliest".
 REFERENCE_EXTRA_CLIENT_OPTIONS: dict[str, Any] = {"auto.offset.reset": "earliest"}
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -111,6 +120,8 @@ def parse_args() -> argparse.Namespace:
                         help="EVENT_BUS_KAFKA_CONSUMER_POLL_TIMEOUT of both consumers (default 0.05 s)")
     parser.add_argument("--consumer-timeout", type=float, default=180.0,
                         help="seconds before a consume_events process is killed")
+    parser.add_argument("--broker", choices=BROKER_KINDS, default=selected_broker_kind(),
+                        help="the broker (default: $EVENT_BUS_TEST_KAFKA_BROKER or tansu)")
     args = parser.parse_args()
     if args.consumer_events is None:
         args.consumer_events = args.events
@@ -180,7 +191,7 @@ class RegistryProcess:
                 process.wait(timeout=5)
 
 
-def run_worker(label: str, python: Path, *, broker: EmbeddedKafkaBroker, registry_url: str, round_number: int,
+def run_worker(label: str, python: Path, *, broker: KafkaTestBroker, registry_url: str, round_number: int,
                args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """One worker run on a fresh topic; returns its JSON result, with ``ok`` and ``error`` added."""
     topic = f"bench-{label}-r{round_number}-{uuid.uuid4().hex[:8]}"
@@ -237,7 +248,7 @@ def check_package(label: str, package_file: str) -> str | None:
 # -- consumer phase ------------------------------------------------------------------------------
 
 
-def fill_consumer_topics(topics: dict[str, str], *, broker: EmbeddedKafkaBroker, registry_url: str,
+def fill_consumer_topics(topics: dict[str, str], *, broker: KafkaTestBroker, registry_url: str,
                          round_number: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Create the round's consumer topics (3 partitions each) and fill them with OUR producer, in one process."""
     broker.create_topics(topics.values(), partitions=CONSUMER_PARTITIONS)
@@ -302,7 +313,7 @@ def first_value_prefix(bootstrap_servers: str, topic: str, partition: int, timeo
     return "none read"
 
 
-def consumer_settings(label: str, *, broker: EmbeddedKafkaBroker, registry_url: str, args: argparse.Namespace,
+def consumer_settings(label: str, *, broker: KafkaTestBroker, registry_url: str, args: argparse.Namespace,
                       result_file: Path, log_file: Path, profile_file: Path | None) -> str:
     """The text of the minimal settings module of one ``consume_events`` process."""
     # The first app providing a command wins: ours must come first for ours; the reference has none.
@@ -350,7 +361,7 @@ def consumer_command(label: str, python: Path, *, topic: str, group: str, app_di
     return [str(python), "-I", "-m", "django", *common], app_dir
 
 
-def run_consumer(label: str, python: Path, *, broker: EmbeddedKafkaBroker, registry_url: str, topic: str,
+def run_consumer(label: str, python: Path, *, broker: KafkaTestBroker, registry_url: str, topic: str,
                  round_number: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """One ``consume_events`` process reading ``topic`` from its beginning; returns its timings and checks."""
     app_dir = workdir / f"consumer-{label}-r{round_number}"
@@ -382,6 +393,8 @@ def run_consumer(label: str, python: Path, *, broker: EmbeddedKafkaBroker, regis
             result["error"] = f"consume_events did not finish within {args.consumer_timeout} s"
     result["process_wall_s"] = time.perf_counter() - started
     records = read_consumer_records(result_file)
+    if "first" in records:  # perf_counter is the machine's monotonic clock: comparable across processes
+        result["first_event_after_start_s"] = records["first"]["t_first"] - started
     last = records.get("last")
     if last is not None:
         result.update(consumer_numbers(last, args.consumer_events))
@@ -463,7 +476,7 @@ def tail(path: Path, lines: int = 25) -> str:
         return ""
 
 
-def run_consumer_round(round_number: int, pythons: dict[str, Path], *, broker: EmbeddedKafkaBroker,
+def run_consumer_round(round_number: int, pythons: dict[str, Path], *, broker: KafkaTestBroker,
                        registry_url: str, args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
     """Fill one fresh topic per implementation, then run each implementation's consumer on its own."""
     tag = uuid.uuid4().hex[:8]
@@ -529,7 +542,7 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def print_table(results: list[dict[str, Any]], summary: dict[str, Any], args: argparse.Namespace) -> None:
-    print(f"\nProducer benchmark: {args.events} events x {args.rounds} rounds "
+    print(f"\nProducer benchmark on {args.broker}: {args.events} events x {args.rounds} rounds "
           f"(COURSE_ENROLLMENT_CHANGED via EVENT_BUS_PRODUCER_CONFIG, schema registry, audit logging)\n")
     print(f"{'impl':<10} {'round':>5} {'events/s':>10} {'CPU us/ev':>10} {'elapsed s':>10} {'delivered':>10}  status")
     for r in results:
@@ -572,6 +585,8 @@ def summarize_consumer(results: list[dict[str, Any]]) -> dict[str, Any]:
             "rounds_ok": len(rounds),
             "events_per_s": statistics.median(r["events_per_s"] for r in rounds) if rounds else None,
             "cpu_us_per_event": statistics.median(r["cpu_us_per_event"] for r in rounds) if rounds else None,
+            "first_event_after_start_s": statistics.median(r["first_event_after_start_s"] for r in rounds)
+            if rounds else None,
         }
     ours, reference = summary["ours"], summary["reference"]
     both = ours["events_per_s"] and reference["events_per_s"]
@@ -599,7 +614,8 @@ def consumer_conditions(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def print_consumer_table(results: list[dict[str, Any]], summary: dict[str, Any], args: argparse.Namespace) -> None:
-    print(f"Consumer benchmark: {args.consumer_events} events x {args.rounds} rounds (COURSE_ENROLLMENT_CHANGED, "
+    print(f"Consumer benchmark on {args.broker}: {args.consumer_events} events x {args.rounds} rounds "
+          f"(COURSE_ENROLLMENT_CHANGED, "
           f"{CONSUMER_PARTITIONS} partitions, produced by ours with the schema registry framing, byte-identical to "
           f"the reference's;\nconsume_events from the beginning to a receiver, first to last event, audit logging, "
           f"poll timeout {args.consumer_poll_timeout} s)\n")
@@ -624,6 +640,7 @@ def print_consumer_table(results: list[dict[str, Any]], summary: dict[str, Any],
             print(f"{label:<10} median: no successful round")
         else:
             print(f"{label:<10} median: {s['events_per_s']:>10.0f} events/s  {s['cpu_us_per_event']:>8.1f} CPU us/event"
+                  f"  first event {s['first_event_after_start_s']:.2f} s after start"
                   f"  (edx-event-bus-kafka {s['version']})")
     if summary["throughput_ratio"] is not None:
         print(f"ratio ours/reference: {summary['throughput_ratio']:.2f}x events/s (target >= "
@@ -637,7 +654,7 @@ def print_consumer_table(results: list[dict[str, Any]], summary: dict[str, Any],
     print()
 
 
-def run_rounds(args: argparse.Namespace, pythons: dict[str, Path], broker: EmbeddedKafkaBroker, registry_url: str,
+def run_rounds(args: argparse.Namespace, pythons: dict[str, Path], broker: KafkaTestBroker, registry_url: str,
                workdir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Every round: the producer workers, then (unless --no-consumer) the consumers; returns both results."""
     results: list[dict[str, Any]] = []
@@ -666,20 +683,21 @@ def main() -> int:
     args = parse_args()
     reference_python = ensure_reference_venv()
     pythons = {"ours": Path(sys.executable), "reference": reference_python, "baseline": Path(sys.executable)}
-    broker = EmbeddedKafkaBroker()
+    # Apache Kafka with its full JIT compiler: its quick-start mode trades peak throughput for start-up.
+    broker = make_test_broker(args.broker, **({"quick_start": False} if args.broker == "apache" else {}))
     registry = RegistryProcess()
     try:
         broker.start()
         registry.start()
-        say(f"broker {broker.bootstrap_servers}, schema registry stand-in {registry.url}")
+        say(f"{args.broker} broker {broker.bootstrap_servers}, schema registry stand-in {registry.url}")
         with tempfile.TemporaryDirectory(prefix="event-bus-bench-") as workdir:
             results, consumer_results = run_rounds(args, pythons, broker, registry.url, Path(workdir))
     finally:
         registry.stop()
-        broker.stop()
+        broker.close()
     summary = summarize(results)
-    report: dict[str, Any] = {"events": args.events, "rounds": args.rounds, "warmup": args.warmup, "summary": summary,
-                              "results": results}
+    report: dict[str, Any] = {"broker": args.broker, "events": args.events, "rounds": args.rounds,
+                              "warmup": args.warmup, "summary": summary, "results": results}
     print_table(results, summary, args)
     if args.consumer:
         summary["consumer"] = summarize_consumer(consumer_results)

@@ -16,3 +16,9 @@ class TestsConfig(AppConfig):
             from tests.receivers import record_event
 
             COURSE_ENROLLMENT_CHANGED.connect(record_event, dispatch_uid="tests.record_event")
+        if os.environ.get("TEST_ARRIVAL_LOG"):
+            from openedx_events.learning.signals import COURSE_ENROLLMENT_CHANGED
+
+            from tests.receivers import record_arrival
+
+            COURSE_ENROLLMENT_CHANGED.connect(record_arrival, dispatch_uid="tests.record_arrival")

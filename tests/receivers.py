@@ -3,6 +3,7 @@
 ``TEST_RECEIVER_LOG``: a JSON-lines file; each call appends ``{"phase": "start"|"done", "id", ...}``.
 ``TEST_RECEIVER_MODE``: ``ok`` (default), ``fail_first:N`` (raise on the first N attempts of each
 event), ``always_fail``, or ``sleep:S`` (take S seconds, to be interrupted by signals).
+``TEST_ARRIVAL_LOG``: a file of ``<event id> <arrival time>`` lines (the latency benchmark's receiver).
 """
 from __future__ import annotations
 
@@ -52,6 +53,19 @@ def record_event(sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
     if mode.startswith("sleep:"):
         time.sleep(float(mode.split(":", 1)[1]))
     _log({**entry, "phase": "done"})
+
+
+_arrivals: Any = None
+
+
+def record_arrival(sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
+    """Note ``<event id> <time.time()>`` per event in TEST_ARRIVAL_LOG, flushed, not synced (for latency)."""
+    global _arrivals  # noqa: PLW0603 -- one file per worker process
+    arrived = time.time()
+    if _arrivals is None:
+        _arrivals = open(os.environ["TEST_ARRIVAL_LOG"], "a", encoding="utf-8")
+    _arrivals.write(f"{kwargs['metadata'].id} {arrived:.6f}\n")
+    _arrivals.flush()
 
 
 def read_log(path: str) -> list[dict[str, Any]]:

@@ -116,8 +116,9 @@ def list_topics_watched(client: Any, watch: RefusalWatch, timeout: float, topic:
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()
+        wait = max(0.01, min(WAIT_SLICE_SEC, remaining))
         try:
-            return client.list_topics(topic, timeout=max(0.01, min(WAIT_SLICE_SEC, remaining)))
+            return client.list_topics(timeout=wait) if topic is None else client.list_topics(topic, timeout=wait)
         except KafkaException:
             client.poll(0)
             watch.check()
