@@ -8,6 +8,16 @@ GROUP_PROTOCOL ?= classic
 KAFKA_JARS := $(CURDIR)/.kafka/kafka-$(KAFKA_VERSION)
 export EVENT_BUS_TEST_KAFKA_VERSION := $(KAFKA_VERSION)
 export EVENT_BUS_TEST_KAFKA_JARS := $(KAFKA_JARS)
+# Apicurio Registry, the real schema registry test-apache runs the registry-path tests on (besides our
+# stand-in): Maven fetches it once into a git-ignored folder; it runs on Java 21+, found by
+# tests/support/apicurio.py (EVENT_BUS_TEST_REGISTRY_JAVA_HOME, JAVA_HOME, PATH, /usr/lib/jvm).
+APICURIO_VERSION ?= 3.3.3
+APICURIO_DIR := $(CURDIR)/.apicurio/apicurio-registry-$(APICURIO_VERSION)
+export EVENT_BUS_TEST_APICURIO_VERSION := $(APICURIO_VERSION)
+export EVENT_BUS_TEST_APICURIO_DIR := $(APICURIO_DIR)
+# Which registry test-apache uses: apicurio, or standin (no fetch, no Java 21). A name unlikely to be
+# set in the environment already, where make would pick it up.
+TEST_REGISTRY ?= apicurio
 
 # The interpreter, by name, version or path: make test PYTHON=python3.11 (or PYTHON=3.13, or
 # PYTHON=/path/to/python3.13). scripts/find_python.sh resolves it (PATH, then pyenv) and explains
@@ -76,8 +86,15 @@ $(KAFKA_JARS)/.fetched: edx_event_bus_kafka/testing/apache-kafka-pom.xml | $(VEN
 	$(BIN)/python -m edx_event_bus_kafka.testing.apache_kafka fetch $(KAFKA_JARS)
 	touch $@
 
-test-apache: $(VENV)/.installed-test system-deps kafka-jars ## integration tests on Apache Kafka (GROUP_PROTOCOL=classic|consumer)
-	$(BIN)/python -m pytest -m integration --kafka-broker=apache --kafka-group-protocol=$(GROUP_PROTOCOL) $(PYTEST_ARGS)
+.PHONY: apicurio
+apicurio: $(APICURIO_DIR)/quarkus-run.jar ## fetch Apicurio Registry with Maven (once; needs Java 21+ to run)
+
+$(APICURIO_DIR)/quarkus-run.jar: | $(VENV)/.installed-test
+	$(BIN)/python -m tests.support.apicurio fetch $(APICURIO_DIR)
+
+test-apache: $(VENV)/.installed-test system-deps kafka-jars $(filter apicurio,$(TEST_REGISTRY)) ## integration tests on Apache Kafka and Apicurio (GROUP_PROTOCOL=classic|consumer, TEST_REGISTRY=apicurio|standin)
+	$(BIN)/python -m pytest -m integration --kafka-broker=apache --kafka-group-protocol=$(GROUP_PROTOCOL) \
+		--schema-registry=$(TEST_REGISTRY) $(PYTEST_ARGS)
 
 # tox finds the interpreters through --discover, so pyenv's shims need no PYENV_VERSION.
 define tox_run
@@ -127,4 +144,4 @@ upgrade: ## re-pin requirements/*.txt (Python 3.12) and requirements/py311/*.txt
 	scripts/upgrade_requirements.sh
 
 clean: ## remove the virtualenvs and build output
-	rm -rf .venv .venv-py* .venv-pip-compile-* .tox build dist *.egg-info .mypy_cache .ruff_cache .kafka
+	rm -rf .venv .venv-py* .venv-pip-compile-* .tox build dist *.egg-info .mypy_cache .ruff_cache .kafka .apicurio

@@ -1,4 +1,8 @@
-"""Interoperability with the reference edx-event-bus-kafka 6.x (in its own venv), both directions."""
+"""Interoperability with the reference edx-event-bus-kafka 6.x (in its own venv), both directions.
+
+Both sides share the chosen schema registry (``--schema-registry``): the stand-in, or Apicurio
+Registry, whose ids and stored texts differ from Confluent's but are the same for both sides.
+"""
 from __future__ import annotations
 
 import json
@@ -15,7 +19,6 @@ from tests.events import ENROLLMENT_KEY_FIELD, ENROLLMENT_SIGNAL
 from tests.support.kafka import read_messages
 from tests.support.producing import event_data
 from tests.support.reference_venv import ensure_reference_venv
-from tests.support.schema_registry import SchemaRegistryStandIn
 from tests.support.workers import Worker
 
 pytestmark = pytest.mark.integration
@@ -29,13 +32,6 @@ def reference_python() -> str:
     return str(ensure_reference_venv())
 
 
-@pytest.fixture
-def registry():
-    """A schema registry stand-in over HTTP, shared by our process and the reference's."""
-    with SchemaRegistryStandIn() as stand_in:
-        yield stand_in
-
-
 def run_reference(python: str, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
     result = subprocess.run([python, "-I", SCRIPT, *args], capture_output=True, text=True, timeout=timeout,
                             check=False)
@@ -45,10 +41,10 @@ def run_reference(python: str, *args: str, timeout: float = 90) -> subprocess.Co
 
 
 def test_reference_producer_and_ours_write_identical_messages(
-    bus_settings, kafka_topic, registry, reference_python, tmp_path, kafka_broker,
+    bus_settings, kafka_topic, schema_registry, reference_python, tmp_path, kafka_broker,
 ):
     """For the same event, metadata and registry, key, value and headers are byte-identical to the reference's."""
-    bus_settings.EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL = registry.url
+    bus_settings.EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL = schema_registry.url
     bootstrap = bus_settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS
     metadata = EventsMetadata(event_type=ENROLLMENT_SIGNAL.event_type, source="openedx/reference-service/web")
     ours_topic, theirs_topic = f"{kafka_topic}-ours", f"{kafka_topic}-theirs"
@@ -59,7 +55,7 @@ def test_reference_producer_and_ours_write_identical_messages(
     assert producer.prepare_for_shutdown(10) == 0
     metadata_file = tmp_path / "metadata.json"
     metadata_file.write_text(json.dumps([json.loads(metadata.to_json())]), encoding="utf-8")
-    run_reference(reference_python, "produce", "--bootstrap", bootstrap, "--registry", registry.url,
+    run_reference(reference_python, "produce", "--bootstrap", bootstrap, "--registry", schema_registry.url,
                   "--topic", theirs_topic, "--count", "1", "--metadata-json", str(metadata_file))
     (ours,) = read_messages(bootstrap, ours_topic, 1)
     (theirs,) = read_messages(bootstrap, theirs_topic, 1)
@@ -69,15 +65,15 @@ def test_reference_producer_and_ours_write_identical_messages(
     assert ours.value() == theirs.value()
     assert ours.headers() == theirs.headers()
     assert ours.partition() == theirs.partition()
-    assert sorted(registry.subjects()) == sorted([
+    assert sorted(schema_registry.subjects(kafka_topic)) == sorted([
         f"{ours_topic}-string", f"{ours_topic}-{ENROLLMENT_SIGNAL.event_type}.CloudEvent",
         f"{theirs_topic}-string", f"{theirs_topic}-{ENROLLMENT_SIGNAL.event_type}.CloudEvent",
     ])
 
 
-def test_reference_consumer_reads_our_messages(bus_settings, kafka_topic, registry, reference_python, tmp_path):
+def test_reference_consumer_reads_our_messages(bus_settings, kafka_topic, schema_registry, reference_python, tmp_path):
     """The reference consumer, in its own venv, decodes our events into the same data and metadata."""
-    bus_settings.EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL = registry.url
+    bus_settings.EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL = schema_registry.url
     bootstrap = bus_settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS
     producer = create_producer()
     sent = []
@@ -88,7 +84,7 @@ def test_reference_consumer_reads_our_messages(bus_settings, kafka_topic, regist
         sent.append(metadata)
     assert producer.prepare_for_shutdown(10) == 0
     out = tmp_path / "reference-received.jsonl"
-    run_reference(reference_python, "consume", "--bootstrap", bootstrap, "--registry", registry.url,
+    run_reference(reference_python, "consume", "--bootstrap", bootstrap, "--registry", schema_registry.url,
                   "--topic", kafka_topic, "--group", f"ref-{uuid.uuid4().hex[:6]}", "--count", "3",
                   "--out", str(out))
     received = {json.loads(line)["metadata"]["id"]: json.loads(line) for line in out.read_text().splitlines()}
@@ -99,14 +95,14 @@ def test_reference_consumer_reads_our_messages(bus_settings, kafka_topic, regist
         assert entry["data"] == event_data_to_record(event_data(number))["enrollment"]
 
 
-def test_our_consumer_reads_reference_messages(bus_settings, kafka_topic, registry, reference_python, tmp_path):
+def test_our_consumer_reads_reference_messages(bus_settings, kafka_topic, schema_registry, reference_python, tmp_path):
     """Events produced by the reference reach our consume_events receivers with the same data and metadata."""
     bootstrap = bus_settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS
-    result = run_reference(reference_python, "produce", "--bootstrap", bootstrap, "--registry", registry.url,
+    result = run_reference(reference_python, "produce", "--bootstrap", bootstrap, "--registry", schema_registry.url,
                            "--topic", kafka_topic, "--count", "3")
     sent = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     worker = Worker.consume_events(tmp_path, bootstrap, kafka_topic, f"ours-{uuid.uuid4().hex[:6]}",
-                                   settings={"EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL": registry.url}).start()
+                                   settings={"EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL": schema_registry.url}).start()
     try:
         worker.wait_for_entries(lambda e: len([x for x in e if x["phase"] == "done"]) >= 3, timeout=40)
     finally:

@@ -424,6 +424,9 @@ class SchemaRegistryStandIn:
     The store lives as long as this object, across stop() and start().
     """
 
+    #: Whether :meth:`subjects` returns the exact texts registered (yes: the first text of each id).
+    keeps_schema_text = True
+
     def __init__(self, port: int = 0) -> None:
         self._port = port
         self._registry = _Registry()
@@ -486,8 +489,8 @@ class SchemaRegistryStandIn:
         with self._count_lock:
             self._request_count += 1
 
-    def subjects(self) -> dict[str, list[str]]:
-        """Each subject's live (not soft-deleted) schema strings, oldest version first.
+    def subjects(self, prefix: str = "") -> dict[str, list[str]]:
+        """Each subject starting with ``prefix`` and its live (not soft-deleted) schema strings, oldest first.
 
         A string is the text first registered for its id, so a reformatted duplicate shows that text.
         """
@@ -495,7 +498,7 @@ class SchemaRegistryStandIn:
             return {
                 subject: [self._registry.schemas[v.schema_id][0] for v in versions if not v.deleted]
                 for subject, versions in sorted(self._registry.versions.items())
-                if any(not v.deleted for v in versions)
+                if subject.startswith(prefix) and any(not v.deleted for v in versions)
             }
 
 
