@@ -12,9 +12,9 @@ from typing import Any
 __version__ = "7.0.0"
 
 _PUBLIC: dict[str, str] = {
-    "create_producer": "edx_event_bus_kafka.internal.producer",
-    "KafkaEventProducer": "edx_event_bus_kafka.internal.producer",
-    "KafkaEventConsumer": "edx_event_bus_kafka.internal.consumer",
+    "create_producer": "edx_event_bus_kafka.internal.produce.producer",
+    "KafkaEventProducer": "edx_event_bus_kafka.internal.produce.producer",
+    "KafkaEventConsumer": "edx_event_bus_kafka.internal.consume.consumer",
     "EventBusKafkaError": "edx_event_bus_kafka.internal.errors",
     "ConfigurationError": "edx_event_bus_kafka.internal.errors",
     "EventProductionException": "edx_event_bus_kafka.internal.errors",

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core import checks
 
-from .internal.settings import settings_problems
+from edx_event_bus_kafka.internal.settings.declarations import settings_problems
 
 
 @checks.register()

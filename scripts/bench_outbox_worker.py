@@ -37,9 +37,9 @@ from django.db import transaction  # noqa: E402
 from openedx_events.data import EventsMetadata  # noqa: E402
 
 from edx_event_bus_kafka import create_producer  # noqa: E402
-from edx_event_bus_kafka.internal.outbox import backlog  # noqa: E402
-from edx_event_bus_kafka.internal.producer import KafkaEventProducer  # noqa: E402
-from edx_event_bus_kafka.internal.settings import get_settings  # noqa: E402
+from edx_event_bus_kafka.internal.outbox.publisher import backlog  # noqa: E402
+from edx_event_bus_kafka.internal.produce.producer import KafkaEventProducer  # noqa: E402
+from edx_event_bus_kafka.internal.settings.declarations import get_settings  # noqa: E402
 from tests.events import ENROLLMENT_KEY_FIELD, ENROLLMENT_SIGNAL, enrollment_event_data  # noqa: E402
 
 

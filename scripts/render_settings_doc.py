@@ -33,7 +33,7 @@ Settings marked *reference* exist with the same name, default and meaning in edx
 
 
 def render() -> str:
-    from edx_event_bus_kafka.internal.settings import SETTING_SPECS
+    from edx_event_bus_kafka.internal.settings.declarations import SETTING_SPECS
 
     parts = [HEADER]
     for spec in SETTING_SPECS:

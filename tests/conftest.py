@@ -73,7 +73,8 @@ def bus_settings(settings, kafka_broker):
 @pytest.fixture(autouse=True)
 def _fresh_event_bus_state():
     """Each test starts with no producer, no cached schemas and no recorded telemetry."""
-    from edx_event_bus_kafka.internal import producer, serialization, shutdown
+    from edx_event_bus_kafka.internal.produce import producer, shutdown
+    from edx_event_bus_kafka.internal.wire import serialization
     from tests.support import telemetry
 
     telemetry.clear()

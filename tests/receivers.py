@@ -12,7 +12,7 @@ import os
 import time
 from typing import Any
 
-from edx_event_bus_kafka.internal.avro_records import event_data_to_record
+from edx_event_bus_kafka.internal.wire.records import event_data_to_record
 
 
 class ReceiverFailure(Exception):

@@ -29,6 +29,13 @@ class ConfigurationError(EventBusKafkaError, ImproperlyConfigured):
         )
 
 
+class InvalidSetting(EventBusKafkaError, ValueError):
+    """Raised by a setting's parser; the message says what is wrong and how to fix it.
+
+    Settings reading collects these into one :class:`ConfigurationError`.
+    """
+
+
 class EmbeddedBrokerError(EventBusKafkaError):
     """A test or development broker (embedded Tansu, or Apache Kafka) could not be found or started."""
 
@@ -95,3 +102,40 @@ class ReceiverError(MessageContextError):
     def __init__(self, message: str, causes: list[BaseException], **context: Any):
         self.causes = list(causes)
         super().__init__(message, **context)
+
+
+class TopicReadError(EventBusKafkaError):
+    """A topic could not be read to its end (brokers unreachable, read error, or too slow)."""
+
+
+class RedriveError(EventBusKafkaError):
+    """Dead letters are not fit to be re-published (nothing was sent)."""
+
+
+class RepublishError(RedriveError):
+    """Some copies were not acknowledged by the broker; ``failures`` names each, the rest were delivered."""
+
+    def __init__(self, message: str, failures: list[tuple[Any, str]], delivered: int):
+        self.failures = failures
+        self.delivered = delivered
+        super().__init__(message)
+
+
+class DeadLetterError(EventBusKafkaError):
+    """A dead letter could not be written; the original message must not be skipped."""
+
+
+class OffsetLookupError(EventBusKafkaError):
+    """The broker could not say which offsets a replay starts from."""
+
+
+class UnknownTopicError(EventBusKafkaError, LookupError):
+    """A topic the command was asked about does not exist."""
+
+
+class TopicAdminError(EventBusKafkaError):
+    """The broker could not be asked which topics exist, so nothing was created."""
+
+
+class PermanentRowError(EventBusKafkaError):
+    """An outbox row that can never be serialized (unknown type, bad key path, data not fitting the schema)."""

@@ -31,7 +31,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
 
-from ..internal.errors import EmbeddedBrokerError
+from edx_event_bus_kafka.internal.errors import EmbeddedBrokerError
+
 from .brokers import KafkaTestBroker, die_with_parent, free_loopback_port, wait_for
 from .tls import CertificateAuthority, CertificateFiles
 

@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import Any, Self, TypeVar
 
-from ..internal.errors import EmbeddedBrokerError
+from edx_event_bus_kafka.internal.errors import EmbeddedBrokerError
 
 T = TypeVar("T")
 

@@ -14,7 +14,8 @@ import tempfile
 import time
 from typing import Any, Self
 
-from ..internal.errors import EmbeddedBrokerError
+from edx_event_bus_kafka.internal.errors import EmbeddedBrokerError
+
 from .brokers import KafkaTestBroker, die_with_parent, free_loopback_port, wait_for
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from edx_event_bus_kafka.internal.avro_records import event_data_to_record
+from edx_event_bus_kafka.internal.wire.records import event_data_to_record
 from edx_event_bus_kafka.testing import wait_for
 from tests.support.kafka import read_messages
 from tests.support.producing import event_data, produce

@@ -9,9 +9,9 @@ from confluent_kafka import KafkaError, Producer
 from openedx_events.data import EventsMetadata
 
 from edx_event_bus_kafka import KafkaEventConsumer
-from edx_event_bus_kafka.internal.headers import headers_from_metadata
-from edx_event_bus_kafka.internal.serialization import encoder_for, signal_schema
-from edx_event_bus_kafka.internal.worker import EXIT_CONFIG, EXIT_FATAL, EXIT_OK, EXIT_TOO_MANY_ERRORS
+from edx_event_bus_kafka.internal.runtime.worker import EXIT_CONFIG, EXIT_FATAL, EXIT_OK, EXIT_TOO_MANY_ERRORS
+from edx_event_bus_kafka.internal.wire.headers import headers_from_metadata
+from edx_event_bus_kafka.internal.wire.serialization import encoder_for, signal_schema
 from edx_event_bus_kafka.testing import wait_for
 from tests.events import ENROLLMENT_KEY_FIELD, ENROLLMENT_SIGNAL, enrollment_event_data
 from tests.support.kafka import read_messages

@@ -13,7 +13,7 @@ import pytest
 from openedx_events.data import EventsMetadata
 
 from edx_event_bus_kafka import create_producer
-from edx_event_bus_kafka.internal.heartbeat import Heartbeat, evaluate
+from edx_event_bus_kafka.internal.runtime.heartbeat import Heartbeat, evaluate
 from edx_event_bus_kafka.testing import wait_for
 from tests.events import ENROLLMENT_KEY_FIELD, ENROLLMENT_SIGNAL, enrollment_event_data
 from tests.support.schema_registry import SchemaRegistryStandIn

@@ -14,7 +14,7 @@ import pytest
 from openedx_events.data import EventsMetadata
 
 from edx_event_bus_kafka import create_producer
-from edx_event_bus_kafka.internal.avro_records import event_data_to_record
+from edx_event_bus_kafka.internal.wire.records import event_data_to_record
 from tests.events import ENROLLMENT_KEY_FIELD, ENROLLMENT_SIGNAL
 from tests.support.kafka import read_messages
 from tests.support.producing import event_data

@@ -36,7 +36,7 @@ def send(producer, topic: str, number: int, keys: int = 1) -> EventsMetadata:
 
 def user_ids(messages) -> list[int]:
     """The event numbers (user ids) in the order the messages came, decoded with our decoder."""
-    from edx_event_bus_kafka.internal.decoding import decode_message
+    from edx_event_bus_kafka.internal.wire.decode import decode_message
 
     return [decode_message(m)[1]["enrollment"].user.id for m in messages]
 
@@ -233,7 +233,7 @@ def test_two_relays_on_postgresql_publish_every_row_exactly_once(outbox_db, kafk
 @pytest.mark.django_db(transaction=True)
 def test_unserializable_row__moved_aside_with_its_error_and_the_rest_published(outbox_settings, kafka_topic):
     """A row that can never be serialized is marked failed with its error; rows after it still go out."""
-    from edx_event_bus_kafka.internal.outbox import OutboxPublisher, backlog
+    from edx_event_bus_kafka.internal.outbox.publisher import OutboxPublisher, backlog
 
     outbox_settings.EVENT_BUS_KAFKA_OUTBOX_PUBLISH_ON_COMMIT = False
     producer = create_producer()
@@ -260,7 +260,7 @@ def test_purge__deletes_published_rows_older_than_retention_only(outbox_settings
 
     from django.utils import timezone
 
-    from edx_event_bus_kafka.internal.outbox import OutboxPublisher
+    from edx_event_bus_kafka.internal.outbox.publisher import OutboxPublisher
 
     outbox_settings.EVENT_BUS_KAFKA_OUTBOX_RETENTION_SEC = 3600
     now = timezone.now()

@@ -21,7 +21,7 @@ from openedx_events.event_bus.avro.serializer import serialize_event_data_to_byt
 
 from edx_event_bus_kafka import create_producer
 from edx_event_bus_kafka.internal.errors import ConfigurationError
-from edx_event_bus_kafka.internal.serialization import registry_client, signal_schema
+from edx_event_bus_kafka.internal.wire.serialization import registry_client, signal_schema
 from edx_event_bus_kafka.testing import wait_for
 from tests.events import ENROLLMENT_KEY_FIELD, ENROLLMENT_SIGNAL, enrollment_event_data
 from tests.support.kafka import read_messages, read_nothing_more

@@ -16,15 +16,11 @@ from confluent_kafka import Consumer, TopicPartition
 from django.core.management import CommandError, call_command
 from openedx_events.data import EventsMetadata
 
-from edx_event_bus_kafka.internal.dead_letter import REDRIVE_GROUP
-from edx_event_bus_kafka.internal.redrive import (
-    DeadLetter,
-    RepublishError,
-    latest_per_event,
-    read_dead_letters,
-    read_topic,
-    redrive,
-)
+from edx_event_bus_kafka.internal.dead_letters.letters import DeadLetter, latest_per_event, read_dead_letters
+from edx_event_bus_kafka.internal.dead_letters.redrive import redrive
+from edx_event_bus_kafka.internal.dead_letters.writer import REDRIVE_GROUP
+from edx_event_bus_kafka.internal.errors import RepublishError
+from edx_event_bus_kafka.internal.kafka.reader import read_topic
 from edx_event_bus_kafka.testing import wait_for
 from tests.support.producing import produce
 from tests.support.workers import ROOT, Worker, fast_worker_settings

@@ -24,7 +24,8 @@ from confluent_kafka.schema_registry import RegisteredSchema, Schema, SchemaRegi
 from django.core.management import CommandError, call_command
 from openedx_events.learning.signals import SESSION_LOGIN_COMPLETED
 
-from edx_event_bus_kafka.internal import schema_check, serialization
+from edx_event_bus_kafka.internal.operations import schema_check
+from edx_event_bus_kafka.internal.wire import serialization
 from tests.events import ENROLLMENT_KEY_FIELD, ENROLLMENT_SIGNAL
 from tests.support.registries import comparable
 from tests.support.schema_registry import SchemaRegistryStandIn

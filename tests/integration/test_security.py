@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from edx_event_bus_kafka.internal.avro_records import event_data_to_record
-from edx_event_bus_kafka.internal.heartbeat import Heartbeat
+from edx_event_bus_kafka.internal.runtime.heartbeat import Heartbeat
+from edx_event_bus_kafka.internal.wire.records import event_data_to_record
 from edx_event_bus_kafka.testing import ApacheKafkaBroker
 from edx_event_bus_kafka.testing.tls import CertificateAuthority
 from tests.events import ENROLLMENT_KEY_FIELD, enrollment_event_data

@@ -16,8 +16,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from django.core.management import call_command
 from openedx_events.data import EventsMetadata
 
-from edx_event_bus_kafka.internal.headers import headers_from_metadata
-from edx_event_bus_kafka.internal.serialization import encoder_for
+from edx_event_bus_kafka.internal.wire.headers import headers_from_metadata
+from edx_event_bus_kafka.internal.wire.serialization import encoder_for
 from edx_event_bus_kafka.models import OutboxEvent
 from tests.events import ENROLLMENT_KEY_FIELD, ENROLLMENT_SIGNAL, enrollment_event_data
 

@@ -16,8 +16,8 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import ConfigResource
 from django.core.management import CommandError, call_command
 
-from edx_event_bus_kafka.internal.settings import get_settings
-from edx_event_bus_kafka.internal.topics import ensure_topics, planned_topics
+from edx_event_bus_kafka.internal.operations.topics import ensure_topics, planned_topics
+from edx_event_bus_kafka.internal.settings.declarations import get_settings
 from tests.support.workers import ROOT
 
 pytestmark = pytest.mark.integration

@@ -19,8 +19,8 @@ import pytest
 from confluent_kafka import Producer
 from openedx_events.data import EventsMetadata
 
-from edx_event_bus_kafka.internal.headers import headers_from_metadata
-from edx_event_bus_kafka.internal.serialization import encoder_for
+from edx_event_bus_kafka.internal.wire.headers import headers_from_metadata
+from edx_event_bus_kafka.internal.wire.serialization import encoder_for
 from edx_event_bus_kafka.testing import GROUP_PROTOCOLS, wait_for
 from tests.events import ENROLLMENT_KEY_FIELD, ENROLLMENT_SIGNAL, enrollment_event_data
 from tests.receivers import read_log

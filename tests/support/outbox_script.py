@@ -24,8 +24,8 @@ from openedx_events.data import EventsMetadata  # noqa: E402
 from openedx_events.tooling import load_all_signals  # noqa: E402
 
 from edx_event_bus_kafka import create_producer  # noqa: E402
-from edx_event_bus_kafka.internal import outbox  # noqa: E402
-from edx_event_bus_kafka.internal.outbox_relay import OutboxRelay  # noqa: E402
+from edx_event_bus_kafka.internal.outbox import publisher as outbox  # noqa: E402
+from edx_event_bus_kafka.internal.outbox.relay import OutboxRelay  # noqa: E402
 from tests.events import ENROLLMENT_KEY_FIELD, ENROLLMENT_SIGNAL, enrollment_event_data  # noqa: E402
 
 

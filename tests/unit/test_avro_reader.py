@@ -19,8 +19,8 @@ from openedx_events.learning.signals import (
     XBLOCK_SKILL_VERIFIED,
 )
 
-from edx_event_bus_kafka.internal import avro_reader
-from edx_event_bus_kafka.internal.avro_reader import FallBack, compile_event_reader
+from edx_event_bus_kafka.internal.wire.fast import reader as avro_reader
+from edx_event_bus_kafka.internal.wire.fast.reader import FallBack, compile_event_reader
 from tests.events import enrollment_event_data
 from tests.support.sample_events import VARIANTS, sample_event_data
 from tests.support.signals import (

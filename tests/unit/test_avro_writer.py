@@ -16,9 +16,9 @@ from openedx_events.learning.signals import (
     XBLOCK_SKILL_VERIFIED,
 )
 
-from edx_event_bus_kafka.internal.avro_records import to_avro_record
-from edx_event_bus_kafka.internal.avro_writer import FallBack, compile_event_writer, compile_key_writer
-from edx_event_bus_kafka.internal.serialization import key_schema
+from edx_event_bus_kafka.internal.wire.fast.writer import FallBack, compile_event_writer, compile_key_writer
+from edx_event_bus_kafka.internal.wire.records import to_avro_record
+from edx_event_bus_kafka.internal.wire.serialization import key_schema
 from tests.events import ENROLLMENT_KEY_FIELD, enrollment_event_data
 from tests.support.sample_events import VARIANTS, sample_event_data
 from tests.support.signals import (

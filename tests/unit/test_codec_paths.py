@@ -16,11 +16,12 @@ from opaque_keys.edx.keys import CourseKey
 from openedx_events.event_bus.avro.deserializer import deserialize_bytes_to_event_data
 from openedx_events.event_bus.avro.serializer import serialize_event_data_to_bytes
 
-from edx_event_bus_kafka.internal import decoding, serialization
-from edx_event_bus_kafka.internal.avro_reader import compile_event_reader
-from edx_event_bus_kafka.internal.avro_writer import compile_event_writer
 from edx_event_bus_kafka.internal.errors import UnusableMessageError
-from edx_event_bus_kafka.internal.serialization import SINGLE_OBJECT_MARKER, EventEncoder, signal_schema
+from edx_event_bus_kafka.internal.wire import decode as decoding
+from edx_event_bus_kafka.internal.wire import serialization
+from edx_event_bus_kafka.internal.wire.fast.reader import compile_event_reader
+from edx_event_bus_kafka.internal.wire.fast.writer import compile_event_writer
+from edx_event_bus_kafka.internal.wire.serialization import SINGLE_OBJECT_MARKER, EventEncoder, signal_schema
 from tests.support.sample_events import VARIANTS, sample_event_data
 from tests.support.signals import (
     SERIALIZABLE,

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from edx_event_bus_kafka.internal.log_repeats import RepeatFilter
+from edx_event_bus_kafka.internal.runtime.log_repeats import RepeatFilter
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 from confluent_kafka import KafkaError
 
 from edx_event_bus_kafka.internal.errors import BrokerRefusedError
-from edx_event_bus_kafka.internal.refusals import RefusalWatch, refusal
+from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch, refusal
 
 # The texts are librdkafka 2.16's, as seen against Apache Kafka 4.4 listeners (test_security.py).
 AUTH = KafkaError(KafkaError._AUTHENTICATION, "sasl_ssl://127.0.0.1:41687/bootstrap: SASL authentication error: "

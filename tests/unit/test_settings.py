@@ -7,10 +7,10 @@ import pytest
 from django.core import checks
 from django.test import override_settings
 
-from edx_event_bus_kafka.internal import config
 from edx_event_bus_kafka.internal.errors import ConfigurationError
-from edx_event_bus_kafka.internal.secrets import Secret, redact_options
-from edx_event_bus_kafka.internal.settings import SETTING_SPECS, get_settings, settings_problems
+from edx_event_bus_kafka.internal.settings import clients as config
+from edx_event_bus_kafka.internal.settings.declarations import SETTING_SPECS, get_settings, settings_problems
+from edx_event_bus_kafka.internal.settings.secrets import Secret, redact_options
 
 REFERENCE_SETTINGS = {
     "EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS": None,

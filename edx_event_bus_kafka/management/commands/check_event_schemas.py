@@ -12,10 +12,10 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from edx_event_bus_kafka.internal import schema_check
 from edx_event_bus_kafka.internal.errors import ConfigurationError
-from edx_event_bus_kafka.internal.secrets import redact_url
-from edx_event_bus_kafka.internal.settings import get_settings
+from edx_event_bus_kafka.internal.operations import schema_check
+from edx_event_bus_kafka.internal.settings.declarations import get_settings
+from edx_event_bus_kafka.internal.settings.secrets import redact_url
 from edx_event_bus_kafka.management.base import EventBusCommand
 
 MAX_DETAIL_WIDTH = 100

@@ -12,8 +12,8 @@ from typing import Any
 from django.core.management.base import CommandParser
 from openedx_events.tooling import load_all_signals
 
-from edx_event_bus_kafka.internal.consumer import KafkaEventConsumer
-from edx_event_bus_kafka.internal.worker import EXIT_CONFIG, WorkerExit
+from edx_event_bus_kafka.internal.consume.consumer import KafkaEventConsumer
+from edx_event_bus_kafka.internal.runtime.worker import EXIT_CONFIG, WorkerExit
 from edx_event_bus_kafka.management.base import EventBusCommand
 
 

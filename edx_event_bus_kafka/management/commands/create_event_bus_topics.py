@@ -15,9 +15,14 @@ from typing import Any, get_args
 
 from django.core.management.base import CommandError, CommandParser
 
-from edx_event_bus_kafka.internal.errors import ConfigurationError
-from edx_event_bus_kafka.internal.settings import get_settings
-from edx_event_bus_kafka.internal.topics import Status, TopicAdminError, TopicResult, ensure_topics, planned_topics
+from edx_event_bus_kafka.internal.errors import ConfigurationError, TopicAdminError
+from edx_event_bus_kafka.internal.operations.topics import (
+    Status,
+    TopicResult,
+    ensure_topics,
+    planned_topics,
+)
+from edx_event_bus_kafka.internal.settings.declarations import get_settings
 from edx_event_bus_kafka.management.base import EventBusCommand
 
 _UNITS = (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1000))

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from edx_event_bus_kafka.internal.heartbeat import Health, evaluate
+from edx_event_bus_kafka.internal.runtime.heartbeat import Health, evaluate
 
 
 class Command(BaseCommand):
@@ -41,9 +41,9 @@ class Command(BaseCommand):
 def _broker_health() -> Health:
     from confluent_kafka.admin import AdminClient
 
-    from edx_event_bus_kafka.internal.config import admin_client_config
     from edx_event_bus_kafka.internal.errors import BrokerRefusedError
-    from edx_event_bus_kafka.internal.refusals import RefusalWatch, list_topics_watched
+    from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch, list_topics_watched
+    from edx_event_bus_kafka.internal.settings.clients import admin_client_config
 
     watch = RefusalWatch("health probe")
     config = admin_client_config()

@@ -9,9 +9,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from edx_event_bus_kafka.internal.errors import BrokerRefusedError, ConfigurationError
-from edx_event_bus_kafka.internal.settings import get_settings
-from edx_event_bus_kafka.internal.status import topic_status
+from edx_event_bus_kafka.internal.errors import BrokerRefusedError, ConfigurationError, UnknownTopicError
+from edx_event_bus_kafka.internal.operations.status import topic_status
+from edx_event_bus_kafka.internal.settings.declarations import get_settings
 
 
 class Command(BaseCommand):
@@ -29,7 +29,7 @@ class Command(BaseCommand):
                                   include_outbox=not options["no_outbox"])
         except (ConfigurationError, BrokerRefusedError) as error:
             raise CommandError(str(error)) from error
-        except LookupError as error:
+        except UnknownTopicError as error:
             raise CommandError(str(error.args[0])) from error
         if options["json"]:
             self.stdout.write(json.dumps(status.as_dict(), indent=2))

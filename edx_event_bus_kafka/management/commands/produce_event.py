@@ -13,8 +13,8 @@ from django.utils.module_loading import import_string
 from openedx_events.data import EventsMetadata
 from openedx_events.tooling import OpenEdxPublicSignal
 
-from edx_event_bus_kafka.internal.delivery import OutgoingEvent
-from edx_event_bus_kafka.internal.producer import create_producer
+from edx_event_bus_kafka.internal.produce.delivery import OutgoingEvent
+from edx_event_bus_kafka.internal.produce.producer import create_producer
 from edx_event_bus_kafka.management.base import EventBusCommand
 
 

@@ -15,11 +15,11 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from edx_event_bus_kafka.internal import redrive
-from edx_event_bus_kafka.internal.config import get_full_topic
-from edx_event_bus_kafka.internal.dead_letter import dead_letter_topic
-from edx_event_bus_kafka.internal.errors import ConfigurationError
-from edx_event_bus_kafka.internal.settings import get_settings
+from edx_event_bus_kafka.internal.dead_letters import letters, redrive
+from edx_event_bus_kafka.internal.dead_letters.writer import dead_letter_topic
+from edx_event_bus_kafka.internal.errors import ConfigurationError, RedriveError, TopicReadError
+from edx_event_bus_kafka.internal.settings.clients import get_full_topic
+from edx_event_bus_kafka.internal.settings.declarations import get_settings
 from edx_event_bus_kafka.management.base import EventBusCommand
 
 MAX_ERROR_WIDTH = 80
@@ -57,7 +57,7 @@ def _cut(text: str | None) -> str:
     return flat if len(flat) <= MAX_ERROR_WIDTH else flat[: MAX_ERROR_WIDTH - 3] + "..."
 
 
-def _summary(letter: redrive.DeadLetter) -> dict[str, Any]:
+def _summary(letter: letters.DeadLetter) -> dict[str, Any]:
     """Everything but the key and value, which may hold personal data."""
     names = ("event_id", "event_type", "original_topic", "original_partition", "original_offset", "group",
              "error_class", "error_message", "attempts", "time")
@@ -120,10 +120,10 @@ class Command(EventBusCommand):
         full_topic = get_full_topic(topic, settings)
         letters_topic = dead_letter_topic(full_topic, group, settings)
         try:
-            found = redrive.read_dead_letters(topic, group, settings)
-        except redrive.RedriveError as error:
+            found = letters.read_dead_letters(topic, group, settings)
+        except TopicReadError as error:
             raise CommandError(str(error)) from error
-        chosen = redrive.select(found, **selectors)
+        chosen = letters.select(found, **selectors)
         report: dict[str, Any] = {"topic": full_topic, "group": group, "dead_letter_topic": letters_topic,
                                   "found": len(found)}
         if not redriving:
@@ -137,10 +137,10 @@ class Command(EventBusCommand):
             raise CommandError(f"No dead letter of group {group} matches event id(s) {', '.join(missing)}"
                                f"{' with the other selectors' if narrowed else ''}; nothing re-published "
                                "(see --list)")
-        copies = redrive.latest_per_event(chosen)
+        copies = letters.latest_per_event(chosen)
         try:
             count = redrive.redrive(copies, group, dry_run=options["dry_run"], settings=settings)
-        except redrive.RedriveError as error:
+        except RedriveError as error:
             raise CommandError(str(error)) from error
         verb = "Dry run: would re-publish" if options["dry_run"] else "Re-published"
         skipped = len(chosen) - len(copies)
@@ -151,7 +151,7 @@ class Command(EventBusCommand):
         self._show(copies, {**report, "action": action, "republished": count, "skipped_duplicates": skipped},
                    options["json"], summary)
 
-    def _show(self, letters: list[redrive.DeadLetter], report: dict[str, Any], as_json: bool, summary: str) -> None:
+    def _show(self, letters: list[letters.DeadLetter], report: dict[str, Any], as_json: bool, summary: str) -> None:
         if as_json:
             self.stdout.write(json.dumps({**report, "dead_letters": [_summary(letter) for letter in letters]},
                                          indent=2))
@@ -161,7 +161,7 @@ class Command(EventBusCommand):
         self.stdout.write(summary)
 
     @staticmethod
-    def _table(letters: list[redrive.DeadLetter]) -> str:
+    def _table(letters: list[letters.DeadLetter]) -> str:
         header = ("DEAD LETTER", "ORIGINAL", "EVENT ID", "EVENT TYPE", "ERROR CLASS", "ATTEMPTS", "TIME (UTC)", "ERROR")
         rows = [header] + [
             (f"{letter.partition}:{letter.offset}", _place(letter.original_partition, letter.original_offset),

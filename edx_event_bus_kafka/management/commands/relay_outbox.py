@@ -12,10 +12,10 @@ from django.core.management.base import BaseCommand, CommandParser
 from openedx_events.tooling import load_all_signals
 
 from edx_event_bus_kafka.internal.errors import ConfigurationError
-from edx_event_bus_kafka.internal.outbox import backlog
-from edx_event_bus_kafka.internal.outbox_relay import OutboxRelay
-from edx_event_bus_kafka.internal.settings import get_settings
-from edx_event_bus_kafka.internal.worker import EXIT_CONFIG, EXIT_OK, WorkerExit, stop_on_signals
+from edx_event_bus_kafka.internal.outbox.publisher import backlog
+from edx_event_bus_kafka.internal.outbox.relay import OutboxRelay
+from edx_event_bus_kafka.internal.runtime.worker import EXIT_CONFIG, EXIT_OK, WorkerExit, stop_on_signals
+from edx_event_bus_kafka.internal.settings.declarations import get_settings
 
 
 class Command(BaseCommand):

@@ -1,0 +1,1 @@
+"""Consuming: ``KafkaEventConsumer``, its loop, the error policy, dispatch to receivers, clean state per message."""

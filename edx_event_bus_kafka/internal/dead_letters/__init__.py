@@ -1,0 +1,1 @@
+"""Dead letters: writing messages that cannot be processed aside, with their reason; reading and re-driving them."""

@@ -1,0 +1,1 @@
+"""The only place confluent-kafka clients are made, and what is done with them: commits, seeking, refusals."""

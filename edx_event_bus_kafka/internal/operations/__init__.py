@@ -1,0 +1,1 @@
+"""What operators run: group status, topic creation, schema checks against the registry."""

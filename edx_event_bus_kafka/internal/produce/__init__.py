@@ -1,0 +1,1 @@
+"""Producing: ``KafkaEventProducer``, delivery modes, delivery reports, flushing at exit."""

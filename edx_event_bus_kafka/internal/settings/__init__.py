@@ -1,0 +1,1 @@
+"""The settings: one declaration per setting, read into one frozen object; librdkafka client configs."""
