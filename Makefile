@@ -38,7 +38,7 @@ REQS := $(if $(filter 3.11,$(PY_VERSION)),requirements/py311,requirements)
 # The supported matrix (tox.ini): Python x Django where Django supports the pair. py312-django60 is
 # the default combination, which `make test` runs in full; the others run MATRIX_TESTS.
 DEFAULT_ENV := py312-django60
-MATRIX_ENVS := py311-django42,py311-django52,py312-django42,py312-django52,py313-django52,py313-django60
+MATRIX_ENVS := py311-django42,py311-django52,py312-django42,py312-django52,py313-django52,py313-django60,py312-django60-newest
 MATRIX_TESTS ?= tests/unit tests/integration/test_interop.py tests/integration/test_reference_venv.py
 TOX_ARGS ?=
 comma := ,

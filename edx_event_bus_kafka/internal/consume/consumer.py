@@ -39,6 +39,7 @@ from edx_event_bus_kafka.internal.runtime.worker import (
     EXIT_FATAL,
     EXIT_OK,
     EXIT_TOO_MANY_ERRORS,
+    ConsecutiveErrors,
     WorkerExit,
     stop_on_signals,
 )
@@ -81,7 +82,7 @@ class KafkaEventConsumer(EventBusConsumer):
         self._fatal_error: Any = None
         self._refusals = RefusalWatch(f"consumer of {topic!r} in group {group_id!r}")
         self._replay_pending = False
-        self._consecutive_errors = 0
+        self._errors = ConsecutiveErrors(None)
         self._dead_letters: DeadLetterWriter | None = None
         self.offsets = DoneOffsets()
         self._assigned: set[int] = set()
@@ -93,6 +94,7 @@ class KafkaEventConsumer(EventBusConsumer):
                     f"offset_time, {', '.join(KNOWN_OPTIONS[1:])}"
                 ])
             self.settings = get_settings()
+            self._errors = ConsecutiveErrors(self.settings.worker_consecutive_errors_limit)
             self.offset_time = parse_offset_time(offset_time)
             self.from_beginning = bool(options.get("from_beginning", False))
             self.event_types = frozenset(options.get("event_types") or ())
@@ -114,7 +116,7 @@ class KafkaEventConsumer(EventBusConsumer):
             WorkerExit: a ``SystemExit`` with status 1, 2 or 3 (see ``worker``), on fatal errors.
 
         """
-        timeout = self.settings.consumer_shutdown_timeout_sec if self.problem is None else 1.0
+        timeout = self.settings.worker_shutdown_timeout_sec if self.problem is None else 1.0
         with stop_on_signals(self.stop, timeout):
             code = self.run()
         if code != EXIT_OK:
@@ -160,7 +162,7 @@ class KafkaEventConsumer(EventBusConsumer):
                         break
                 self.offsets.commit_async(self.consumer)
             except _TooManyErrors:
-                logger.error("Too many consecutive errors, exiting (%d in a row)", self._consecutive_errors)
+                logger.error("Too many consecutive errors, exiting (%d in a row)", self._errors.count)
                 return EXIT_TOO_MANY_ERRORS
         if self._refusals.reason is not None:
             return EXIT_CONFIG
@@ -208,9 +210,7 @@ class KafkaEventConsumer(EventBusConsumer):
     # -- errors --------------------------------------------------------------------------------
 
     def _count_error(self) -> None:
-        self._consecutive_errors += 1
-        limit = self.settings.consumer_consecutive_errors_limit
-        if limit and self._consecutive_errors >= limit:
+        if self._errors.failed():
             raise _TooManyErrors()
 
     def _poll_error(self, error: Any) -> None:
@@ -244,7 +244,7 @@ class KafkaEventConsumer(EventBusConsumer):
                     signal, event_data, metadata = decode_message(message, headers)
                     emit(signal, event_data, metadata)
                 self.offsets.done(message)
-                self._consecutive_errors = 0
+                self._errors.succeeded()
                 self.heartbeat.beat()
                 return True
             except Exception as error:  # noqa: BLE001 -- every failure goes through the error policy

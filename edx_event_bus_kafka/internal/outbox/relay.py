@@ -17,7 +17,7 @@ from django.db import DatabaseError, connections
 from edx_event_bus_kafka.internal.consume.work_cycle import prepare_for_new_work_cycle
 from edx_event_bus_kafka.internal.outbox.publisher import OutboxPublisher
 from edx_event_bus_kafka.internal.runtime.heartbeat import Heartbeat
-from edx_event_bus_kafka.internal.runtime.worker import EXIT_CONFIG, EXIT_OK, EXIT_TOO_MANY_ERRORS
+from edx_event_bus_kafka.internal.runtime.worker import EXIT_CONFIG, EXIT_OK, EXIT_TOO_MANY_ERRORS, ConsecutiveErrors
 from edx_event_bus_kafka.internal.settings.declarations import EventBusSettings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -43,9 +43,8 @@ class OutboxRelay:
         """The relay loop; returns an exit status (see ``worker``)."""
         publisher = OutboxPublisher(self.settings)
         backoff = self.settings.outbox_poll_interval_sec
-        consecutive_errors = 0
+        errors = ConsecutiveErrors(self.settings.worker_consecutive_errors_limit)
         last_purge = 0.0
-        limit = self.settings.consumer_consecutive_errors_limit
         logger.info("Outbox relay running (database %r)", self.settings.transaction_database)
         try:
             while not self._stop.is_set():
@@ -68,14 +67,13 @@ class OutboxRelay:
                     if result is not None:
                         logger.warning("Outbox relay: %d rows left pending (%s); backing off %.1f s",
                                        result.left_pending, "; ".join(result.errors[:3]), backoff)
-                    consecutive_errors += 1
-                    if limit and consecutive_errors >= limit:
-                        logger.error("Too many consecutive errors, exiting (%d in a row)", consecutive_errors)
+                    if errors.failed():
+                        logger.error("Too many consecutive errors, exiting (%d in a row)", errors.count)
                         return EXIT_TOO_MANY_ERRORS
                     self._stop.wait(backoff)
                     backoff = min(MAX_BACKOFF_SEC, backoff * 2)
                     continue
-                consecutive_errors = 0
+                errors.succeeded()
                 backoff = self.settings.outbox_poll_interval_sec
                 self.heartbeat.beat()
                 if result.published + result.failed_permanently < self.settings.outbox_batch_size:

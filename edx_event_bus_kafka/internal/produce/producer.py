@@ -16,9 +16,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from django.core.signals import setting_changed
 from django.db import transaction
-from django.dispatch import receiver
 from openedx_events.data import EventsMetadata
 from openedx_events.event_bus import EventBusProducer
 from openedx_events.tooling import OpenEdxPublicSignal
@@ -28,7 +26,7 @@ from edx_event_bus_kafka.internal.produce import shutdown
 from edx_event_bus_kafka.internal.produce.delivery import DeliveryRecorder, OutgoingEvent, PendingEvent, ProducerStats
 from edx_event_bus_kafka.internal.runtime.audit import PRODUCER_LOGGER
 from edx_event_bus_kafka.internal.settings.clients import get_full_topic, producer_client_config
-from edx_event_bus_kafka.internal.settings.declarations import EventBusSettings, get_settings
+from edx_event_bus_kafka.internal.settings.declarations import EventBusSettings, get_settings, on_settings_changed
 from edx_event_bus_kafka.internal.wire.headers import headers_from_metadata
 from edx_event_bus_kafka.internal.wire.serialization import encoder_for
 
@@ -271,6 +269,4 @@ def forget_producer(timeout: float = 1.0) -> None:
         producer.close(timeout)
 
 
-@receiver(setting_changed)
-def _settings_changed(**_kwargs: Any) -> None:
-    forget_producer()
+on_settings_changed(forget_producer)

@@ -15,20 +15,19 @@ import threading
 from typing import Any
 
 import fastavro
-from django.core.signals import setting_changed
-from django.dispatch import receiver
-from fastavro.schema import fingerprint, to_parsing_canonical_form
 from openedx_events.data import EventsMetadata
 from openedx_events.event_bus.avro.deserializer import AvroSignalDeserializer
 from openedx_events.tooling import OpenEdxPublicSignal
 
 from edx_event_bus_kafka.internal.errors import UnusableMessageError
+from edx_event_bus_kafka.internal.settings.declarations import get_settings, on_settings_changed
 from edx_event_bus_kafka.internal.wire.fast.reader import FallBack, compile_event_reader
 from edx_event_bus_kafka.internal.wire.headers import HEADER_EVENT_TYPE, header_values, metadata_from_headers
 from edx_event_bus_kafka.internal.wire.serialization import (
     CONFLUENT_MAGIC,
     SINGLE_OBJECT_MARKER,
     registry_client,
+    schema_fingerprint,
     signal_schema,
 )
 
@@ -47,7 +46,7 @@ class WriterSchemas:
         if found is None:
             schema = self.client.get_schema(schema_id)
             parsed = fastavro.parse_schema(json.loads(schema.schema_str))
-            found = (parsed, bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO")))
+            found = (parsed, schema_fingerprint(parsed))
             with self._lock:
                 self._parsed[schema_id] = found
         return found
@@ -109,7 +108,7 @@ def decode_value(signal: OpenEdxPublicSignal, value: bytes | None) -> dict[str, 
         raise UnusableMessageError("message has no value")
     reader = signal_schema(signal)
     writer, body = _writer_and_body(signal, value, reader)
-    if writer is None:
+    if writer is None and get_settings().avro_fast_path:
         fast = compile_event_reader(signal)
         if fast is not None:
             try:
@@ -156,6 +155,4 @@ def clear_caches() -> None:
     writer_schemas.cache_clear()
 
 
-@receiver(setting_changed)
-def _settings_changed(**_kwargs: Any) -> None:
-    clear_caches()
+on_settings_changed(clear_caches)

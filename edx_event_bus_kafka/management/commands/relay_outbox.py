@@ -37,7 +37,7 @@ class Command(BaseCommand):
             return
         load_all_signals()
         relay = OutboxRelay(settings, heartbeat_file=options.get("heartbeat_file"))
-        with stop_on_signals(relay.stop, settings.consumer_shutdown_timeout_sec):
+        with stop_on_signals(relay.stop, settings.worker_shutdown_timeout_sec):
             code = relay.run()
         if code != EXIT_OK:
             raise WorkerExit(code, f"outbox relay stopped with status {code}")
