@@ -111,8 +111,8 @@ test-all: $(VENV)/.installed-dev system-deps ## the whole suite on every support
 	$(call tox_run,$(DEFAULT_ENV)$(comma)$(MATRIX_ENVS),$(PYTEST_ARGS))
 
 quality: $(VENV)/.installed-quality ## ruff and mypy over the package, tests and scripts
-	$(BIN)/ruff check edx_event_bus_kafka tests scripts setup.py manage.py
-	$(BIN)/mypy edx_event_bus_kafka tests scripts
+	$(BIN)/ruff check edx_event_bus_kafka tests scripts benchmarks setup.py manage.py
+	$(BIN)/mypy edx_event_bus_kafka tests scripts benchmarks
 
 docs: $(VENV)/.installed-doc $(VENV)/.installed-test ## build the Sphinx docs, warnings as errors
 	$(BIN)/python scripts/render_settings_doc.py
@@ -129,13 +129,13 @@ BROKER ?= tansu
 BROKER_DEPS := $(if $(filter apache,$(BROKER)),kafka-jars,)
 
 bench: $(VENV)/.installed-test $(BROKER_DEPS) ## benchmark ours against the reference (BROKER=tansu|apache), same run
-	$(BIN)/python scripts/benchmark.py --broker $(BROKER) $(BENCH_ARGS)
+	$(BIN)/python benchmarks/producer_consumer.py --broker $(BROKER) $(BENCH_ARGS)
 
 bench-outbox: $(VENV)/.installed-test system-deps $(BROKER_DEPS) ## outbox write rate, relay rate, commit-to-consumer latency
-	$(BIN)/python scripts/bench_outbox.py --broker $(BROKER) $(BENCH_ARGS)
+	$(BIN)/python benchmarks/outbox.py --broker $(BROKER) $(BENCH_ARGS)
 
 bench-latency: $(VENV)/.installed-test $(BROKER_DEPS) ## end-to-end latency at a steady rate, ours vs bare librdkafka
-	$(BIN)/python scripts/bench_latency.py --broker $(BROKER) $(BENCH_ARGS)
+	$(BIN)/python benchmarks/latency.py --broker $(BROKER) $(BENCH_ARGS)
 
 reference-venv: $(VENV)/.installed-test ## build .venv-reference-pyXY: the reference release for this Python
 	$(BIN)/python -m tests.support.reference_venv

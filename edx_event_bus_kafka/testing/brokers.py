@@ -8,17 +8,24 @@ how ``pytest --kafka-broker`` and ``EVENT_BUS_TEST_KAFKA_BROKER`` choose one.
 from __future__ import annotations
 
 import ctypes
+import fcntl
+import logging
 import os
 import signal
 import socket
+import subprocess
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Self, TypeVar
 
 from edx_event_bus_kafka.internal.errors import EmbeddedBrokerError
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 #: The broker kinds :func:`make_test_broker` knows.
 BROKER_KINDS = ("tansu", "apache")
@@ -66,6 +73,32 @@ def die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
     except OSError:  # not Linux: rely on atexit and stop()
         pass
+
+
+def stop_process(process: subprocess.Popen[Any] | None, *, timeout: float, what: str = "the process") -> None:
+    """SIGTERM ``process``, wait up to ``timeout`` s, then kill it; nothing if it has already exited."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+        return
+    except subprocess.TimeoutExpired:
+        logger.warning("%s did not stop within %.0f s of SIGTERM; killing it", what, timeout)
+    process.kill()
+    process.wait(timeout=10)
+
+
+@contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Only one process at a time fills ``folder`` (parallel test runs share downloads)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def fast_consumer_config(kind: str | None = None, group_protocol: str | None = None) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The tiny Django app of the consumer benchmark: a receiver that times a ``consume_events`` process.
 
-``scripts/benchmark.py`` copies this file, alone, into a temporary directory next to the settings
+``benchmarks/producer_consumer.py`` copies this file, alone, into a temporary directory next to the settings
 module it writes, and starts ``consume_events`` of one implementation (ours, or openedx-events'
 command driving the reference 6.x) with that directory on its python path. It imports nothing from
 this repository, so it runs the same in our venv and in ``.venv-reference-pyXY``.
