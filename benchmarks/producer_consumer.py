@@ -60,6 +60,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -231,9 +232,10 @@ def check_package(label: str, package_file: str) -> str | None:
 
 
 def fill_consumer_topics(topics: dict[str, str], *, broker: KafkaTestBroker, registry_url: str,
-                         round_number: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+                         round_number: int, args: argparse.Namespace, workdir: Path,
+                         partitions: int = CONSUMER_PARTITIONS) -> dict[str, Any]:
     """Create the round's consumer topics (3 partitions each) and fill them with OUR producer, in one process."""
-    broker.create_topics(topics.values(), partitions=CONSUMER_PARTITIONS)
+    broker.create_topics(topics.values(), partitions=partitions)
     log_file = workdir / f"fill-r{round_number}.log"
     command = [
         sys.executable, "-I", str(WORKER), "--label", "fill", "--bootstrap-servers", broker.bootstrap_servers,
@@ -296,8 +298,12 @@ def first_value_prefix(bootstrap_servers: str, topic: str, partition: int, timeo
 
 
 def consumer_settings(label: str, *, broker: KafkaTestBroker, registry_url: str, args: argparse.Namespace,
-                      result_file: Path, log_file: Path, profile_file: Path | None) -> str:
-    """The text of the minimal settings module of one ``consume_events`` process."""
+                      result_file: Path, log_file: Path, profile_file: Path | None,
+                      extra_settings: dict[str, Any] | None = None, receiver: dict[str, Any] | None = None) -> str:
+    """The text of the minimal settings module of one ``consume_events`` process.
+
+    ``extra_settings`` are added Django settings (ours only); ``receiver`` adds ``BENCH_CONSUMER`` options.
+    """
     # The first app providing a command wins: ours must come first for ours; the reference has none.
     apps = ["edx_event_bus_kafka", "openedx_events"] if label == "ours" else ["openedx_events", "edx_event_bus_kafka"]
     bench: dict[str, Any] = {"implementation": label, "events": args.consumer_events, "result_file": str(result_file)}
@@ -327,7 +333,8 @@ def consumer_settings(label: str, *, broker: KafkaTestBroker, registry_url: str,
         values["EVENT_BUS_KAFKA_CONSUMER_CONFIG"] = dict(CONSUMER_CLIENT_OPTIONS)
     else:  # added to the reference's client config by bench_consumer_app (it has no setting for them)
         bench["client_options"] = {**CONSUMER_CLIENT_OPTIONS, **REFERENCE_EXTRA_CLIENT_OPTIONS}
-    values["BENCH_CONSUMER"] = bench
+    values.update(extra_settings or {})
+    values["BENCH_CONSUMER"] = {**bench, **(receiver or {})}
     lines = [f'"""Consumer benchmark settings for {label} (written by benchmarks/producer_consumer.py)."""']
     lines += [f"{name} = {value!r}" for name, value in values.items()]
     return "\n".join(lines) + "\n"
@@ -344,9 +351,15 @@ def consumer_command(label: str, python: Path, *, topic: str, group: str, app_di
 
 
 def run_consumer(label: str, python: Path, *, broker: KafkaTestBroker, registry_url: str, topic: str,
-                 round_number: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """One ``consume_events`` process reading ``topic`` from its beginning; returns its timings and checks."""
-    app_dir = workdir / f"consumer-{label}-r{round_number}"
+                 round_number: int, args: argparse.Namespace, workdir: Path, name: str | None = None,
+                 extra_settings: dict[str, Any] | None = None, receiver: dict[str, Any] | None = None,
+                 on_start: Callable[[subprocess.Popen[Any]], None] | None = None) -> dict[str, Any]:
+    """One ``consume_events`` process reading ``topic`` from its beginning; returns its timings and checks.
+
+    ``name`` tells several runs of one round apart; ``extra_settings`` and ``receiver`` go to
+    :func:`consumer_settings`; ``on_start`` is called with the process once it runs.
+    """
+    app_dir = workdir / f"consumer-{name or label}-r{round_number}"
     app_dir.mkdir()
     shutil.copyfile(CONSUMER_APP, app_dir / "bench_consumer_app.py")
     result_file, log_file = app_dir / "result.jsonl", app_dir / "consumer.log"
@@ -356,7 +369,8 @@ def run_consumer(label: str, python: Path, *, broker: KafkaTestBroker, registry_
         profile_file = args.profile.resolve() / f"consumer-{label}-r{round_number}.prof"
     (app_dir / f"{CONSUMER_SETTINGS_MODULE}.py").write_text(
         consumer_settings(label, broker=broker, registry_url=registry_url, args=args, result_file=result_file,
-                          log_file=log_file, profile_file=profile_file),
+                          log_file=log_file, profile_file=profile_file, extra_settings=extra_settings,
+                          receiver=receiver),
         encoding="utf-8",
     )
     group = f"bench-{label}-r{round_number}-{uuid.uuid4().hex[:8]}"
@@ -367,6 +381,8 @@ def run_consumer(label: str, python: Path, *, broker: KafkaTestBroker, registry_
     with open(app_dir / "output.txt", "w", encoding="utf-8") as output:
         process = subprocess.Popen(command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=output,
                                    stderr=subprocess.STDOUT, env=subprocess_env())
+        if on_start is not None:
+            on_start(process)
         try:
             result["returncode"] = process.wait(timeout=args.consumer_timeout)
         except subprocess.TimeoutExpired:
@@ -407,8 +423,11 @@ def consumer_numbers(last: dict[str, Any], events: int) -> dict[str, Any]:
     intervals = events - 1
     numbers = {key: last[key] for key in ("received", "distinct_event_ids", "version", "package_file", "commands",
                                           "consumer_class", "client_options_added", "stopped_by", "profiled")}
+    numbers.update({key: last.get(key) for key in ("order_violations", "threads")})
     numbers.update({
         "elapsed_s": elapsed,
+        "t_first": last["t_first"],
+        "t_last": last["t_last"],
         "cpu_s": cpu,
         "events_per_s": intervals / elapsed if elapsed > 0 else 0.0,
         "cpu_us_per_event": cpu / intervals * 1e6,

@@ -2,13 +2,17 @@
 
 ``TEST_RECEIVER_LOG``: a JSON-lines file; each call appends ``{"phase": "start"|"done", "id", ...}``.
 ``TEST_RECEIVER_MODE``: ``ok`` (default), ``fail_first:N`` (raise on the first N attempts of each
-event), ``always_fail``, or ``sleep:S`` (take S seconds, to be interrupted by signals).
+event), ``always_fail``, ``sleep:S`` (take S seconds, to be interrupted by signals),
+``sleep_random:S`` (take a random time up to S seconds) or ``sleep_user:ID:S`` (take S seconds for
+the event of user ID only).
 ``TEST_ARRIVAL_LOG``: a file of ``<event id> <arrival time>`` lines (the latency benchmark's receiver).
 """
 from __future__ import annotations
 
 import json
 import os
+import random
+import threading
 import time
 from typing import Any
 
@@ -41,7 +45,7 @@ def record_event(sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
     event_id = str(metadata.id)
     attempt = _attempts_so_far(event_id) + 1
     entry = {
-        "id": event_id, "attempt": attempt, "pid": os.getpid(), "time": time.time(),
+        "id": event_id, "attempt": attempt, "pid": os.getpid(), "time": time.time(), "thread": threading.get_ident(),
         "metadata": json.loads(metadata.to_json()), "data": event_data_to_record(kwargs),
     }
     _log({**entry, "phase": "start"})
@@ -52,6 +56,12 @@ def record_event(sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
         raise ReceiverFailure(f"failing attempt {attempt} on {event_id}")
     if mode.startswith("sleep:"):
         time.sleep(float(mode.split(":", 1)[1]))
+    if mode.startswith("sleep_random:"):
+        time.sleep(random.uniform(0, float(mode.split(":", 1)[1])))
+    if mode.startswith("sleep_user:"):
+        _, user_id, seconds = mode.split(":")
+        if entry["data"]["enrollment"]["user"]["id"] == int(user_id):
+            time.sleep(float(seconds))
     _log({**entry, "phase": "done"})
 
 

@@ -75,8 +75,9 @@ def die_with_parent() -> None:
         pass
 
 
-def stop_process(process: subprocess.Popen[Any] | None, *, timeout: float, what: str = "the process") -> None:
-    """SIGTERM ``process``, wait up to ``timeout`` s, then kill it; nothing if it has already exited."""
+def stop_process(process: subprocess.Popen[Any] | None, *, timeout: float, what: str = "the process",
+                 warn: bool = True) -> None:
+    """SIGTERM ``process``, wait up to ``timeout`` s, then kill it (``warn``: say so); nothing if it has exited."""
     if process is None or process.poll() is not None:
         return
     process.terminate()
@@ -84,7 +85,8 @@ def stop_process(process: subprocess.Popen[Any] | None, *, timeout: float, what:
         process.wait(timeout=timeout)
         return
     except subprocess.TimeoutExpired:
-        logger.warning("%s did not stop within %.0f s of SIGTERM; killing it", what, timeout)
+        if warn:
+            logger.warning("%s did not stop within %.0f s of SIGTERM; killing it", what, timeout)
     process.kill()
     process.wait(timeout=10)
 

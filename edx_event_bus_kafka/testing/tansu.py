@@ -122,7 +122,7 @@ class EmbeddedKafkaBroker(KafkaTestBroker):
         process, self._process = self._process, None
         # Tansu waits for connected clients to leave before exiting on SIGTERM; the data is in
         # memory anyway, so do not wait long before killing it.
-        stop_process(process, timeout=1, what="Tansu")
+        stop_process(process, timeout=1, what="Tansu", warn=False)
         if self._log_file is not None:
             self._log_file.close()
             try:

@@ -20,6 +20,8 @@ from openedx_events.event_bus import EventBusConsumer
 
 from edx_event_bus_kafka.internal.consume.dispatch import emit
 from edx_event_bus_kafka.internal.consume.error_policy import Action, ErrorPolicy
+from edx_event_bus_kafka.internal.consume.lanes import ORDERINGS
+from edx_event_bus_kafka.internal.consume.parallel import ParallelLoop
 from edx_event_bus_kafka.internal.consume.work_cycle import prepare_for_new_work_cycle
 from edx_event_bus_kafka.internal.dead_letters.writer import (
     REDRIVE_GROUP,
@@ -27,7 +29,7 @@ from edx_event_bus_kafka.internal.dead_letters.writer import (
     dead_letter_topic,
     provenance_headers,
 )
-from edx_event_bus_kafka.internal.errors import ConfigurationError, DeadLetterError
+from edx_event_bus_kafka.internal.errors import ConfigurationError, DeadLetterError, InvalidSetting
 from edx_event_bus_kafka.internal.kafka.commits import DoneOffsets
 from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch
 from edx_event_bus_kafka.internal.kafka.seeking import offsets_at, parse_offset_time
@@ -45,6 +47,7 @@ from edx_event_bus_kafka.internal.runtime.worker import (
 )
 from edx_event_bus_kafka.internal.settings.clients import consumer_client_config, get_full_topic
 from edx_event_bus_kafka.internal.settings.declarations import get_settings
+from edx_event_bus_kafka.internal.settings.parsers import choice, positive_int
 from edx_event_bus_kafka.internal.wire.decode import decode_message
 from edx_event_bus_kafka.internal.wire.headers import HEADER_EVENT_TYPE, HEADER_ID, header_values, single_header
 
@@ -54,7 +57,7 @@ logger = logging.getLogger(CONSUMER_LOGGER)
 STOP_CHECK_SEC = 0.25
 
 #: Options accepted besides topic and group (also through ``consume_events --extra``).
-KNOWN_OPTIONS = ("offset_time", "from_beginning", "event_types", "heartbeat_file")
+KNOWN_OPTIONS = ("offset_time", "from_beginning", "event_types", "heartbeat_file", "concurrency", "ordering")
 
 
 class _TooManyErrors(Exception):
@@ -84,6 +87,8 @@ class KafkaEventConsumer(EventBusConsumer):
         self._replay_pending = False
         self._errors = ConsecutiveErrors(None)
         self._dead_letters: DeadLetterWriter | None = None
+        self._dead_letter_lock = threading.Lock()
+        self._parallel: Any = None  # the ParallelLoop, when EVENT_BUS_KAFKA_CONSUMER_CONCURRENCY > 1
         self.offsets = DoneOffsets()
         self._assigned: set[int] = set()
         try:
@@ -101,6 +106,8 @@ class KafkaEventConsumer(EventBusConsumer):
             self.heartbeat = Heartbeat(options.get("heartbeat_file"), f"consume_events {topic}/{group_id}")
             self.full_topic = get_full_topic(topic, self.settings)
             self.policy = ErrorPolicy.from_settings(self.settings)
+            self.concurrency = _option(options, "concurrency", self.settings.consumer_concurrency, positive_int)
+            self.ordering = _option(options, "ordering", self.settings.consumer_ordering, choice(*ORDERINGS))
         except ConfigurationError as error:
             self.problem = error
             logger.error("Kafka event consumer for topic %r, group %r cannot start: %s", topic, group_id, error)
@@ -137,6 +144,10 @@ class KafkaEventConsumer(EventBusConsumer):
         )
         logger.info("Running consumer for full_topic=%r consumer_group=%r", self.full_topic, self.group_id)
         try:
+            if self.concurrency > 1:
+                self._parallel = ParallelLoop(self, self.concurrency, self.ordering,
+                                              self.settings.consumer_max_in_flight)
+                return self._parallel.run()
             return self._loop()
         finally:
             self._close()
@@ -267,6 +278,23 @@ class KafkaEventConsumer(EventBusConsumer):
 
     def _failed(self, message: Any, headers: list, error: Exception, attempts: int) -> bool | None:
         """Carry out the policy's decision: True (done), False (stop, not done) or None (try again)."""
+        delay = self.settle_failure(message, headers, error, attempts)
+        if delay is None:
+            self.offsets.done(message)
+            return True
+        return False if self._stop.wait(delay) else None
+
+    def settle_failure(self, message: Any, headers: list, error: Exception, attempts: int) -> float | None:
+        """Log a failed attempt and carry out the policy's decision for it.
+
+        Returns None when the message is done (skipped, or dead-lettered with the broker's
+        acknowledgement), else the seconds to wait before the next attempt. Shared by the
+        sequential loop, which waits, and the parallel one, which schedules the retry.
+
+        Raises:
+            _TooManyErrors: the consecutive-errors limit was reached.
+
+        """
         context = _message_context(message, headers)
         decision = self.policy.decide(error, attempts)
         monitoring.set_message_attributes(self.full_topic, message, headers, error=error)
@@ -278,25 +306,24 @@ class KafkaEventConsumer(EventBusConsumer):
         )
         self._count_error()
         if decision.action is Action.RETRY:
-            return False if self._stop.wait(decision.delay) else None
+            return decision.delay
         if decision.action is Action.SKIP:
             logger.warning("Skipping message %s (failure policy log_and_skip): it will not be processed", context)
-            self.offsets.done(message)
-            return True
+            return None
         try:
             self._dead_letter(message, context, error, attempts)
         except DeadLetterError as dead_letter_error:
             # Never skip a message whose dead letter is not safely written: try it all again.
             logger.error("Could not dead-letter %s, will retry the message: %s", context, dead_letter_error)
-            return False if self._stop.wait(self.policy.delay_after(attempts)) else None
-        self.offsets.done(message)
-        return True
+            return self.policy.delay_after(attempts)
+        return None
 
     def _dead_letter(self, message: Any, context: str, error: Exception, attempts: int) -> None:
-        if self._dead_letters is None:
-            self._dead_letters = DeadLetterWriter(self.settings)
         topic = dead_letter_topic(self.full_topic, self.group_id, self.settings)
-        self._dead_letters.write(topic, message, provenance_headers(message, self.group_id, error, attempts))
+        with self._dead_letter_lock:  # worker threads share one writer
+            if self._dead_letters is None:
+                self._dead_letters = DeadLetterWriter(self.settings)
+            self._dead_letters.write(topic, message, provenance_headers(message, self.group_id, error, attempts))
         logger.warning("Dead-lettered %s to %s after %d attempt(s): %r", context, topic,
                        attempts, error)
 
@@ -322,6 +349,8 @@ class KafkaEventConsumer(EventBusConsumer):
         self._assigned.update(p.partition for p in partitions)
         logger.info("Assigned partitions %s; consuming partitions %s",
                     sorted(p.partition for p in partitions), sorted(self._assigned))
+        if self._parallel is not None:
+            self._parallel.assigned()
         if not self._replay_pending:
             return
         self._replay_pending = False
@@ -334,10 +363,13 @@ class KafkaEventConsumer(EventBusConsumer):
                     {t.partition: t.offset for t in targets})
 
     def _on_revoke(self, consumer: Any, partitions: list) -> None:
-        try:
-            self.offsets.commit_sync(consumer, partitions)
-        except Exception:
-            logger.exception("Could not commit offsets of revoked partitions; their messages will be re-delivered")
+        if self._parallel is not None:
+            self._parallel.revoked(partitions)
+        else:
+            try:
+                self.offsets.commit_sync(consumer, partitions)
+            except Exception:
+                logger.exception("Could not commit offsets of revoked partitions; their messages will be re-delivered")
         self.offsets.forget(partitions)
         self._assigned.difference_update(p.partition for p in partitions)
         logger.info("Revoked partitions %s; consuming partitions %s",
@@ -346,12 +378,17 @@ class KafkaEventConsumer(EventBusConsumer):
     def _on_lost(self, _consumer: Any, partitions: list) -> None:
         lost = [p.partition for p in partitions]
         logger.warning("Lost partitions %s; uncommitted messages will be re-delivered", lost)
+        if self._parallel is not None:
+            self._parallel.lost(partitions)
         self.offsets.forget(partitions)
         self._assigned.difference_update(lost)
 
     def _close(self) -> None:
         try:
-            self.offsets.commit_sync(self.consumer)
+            if self._parallel is not None:
+                self._parallel.commit_final()
+            else:
+                self.offsets.commit_sync(self.consumer)
         except Exception:
             logger.exception("Could not commit final offsets; the last messages will be re-delivered")
         try:
@@ -361,6 +398,16 @@ class KafkaEventConsumer(EventBusConsumer):
             if self._dead_letters is not None:
                 self._dead_letters.close()
             logger.info("Consumer for full_topic=%r consumer_group=%r closed", self.full_topic, self.group_id)
+
+
+def _option(options: dict[str, Any], name: str, default: Any, parse: Any) -> Any:
+    """A consumer option given to the constructor (or ``--extra``), checked like its setting; else the setting."""
+    if options.get(name) is None:
+        return default
+    try:
+        return parse(options[name])
+    except InvalidSetting as error:
+        raise ConfigurationError([f"consumer option {name}={options[name]!r} {error}"]) from None
 
 
 def _message_context(message: Any, headers: Any) -> str:

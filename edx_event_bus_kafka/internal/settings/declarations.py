@@ -330,6 +330,28 @@ class EventBusSettings:
         "release ever make the two paths disagree.",
         reference=False,
     )
+    consumer_concurrency: int = setting(
+        "EVENT_BUS_KAFKA_CONSUMER_CONCURRENCY", 1, positive_int,
+        "Threads that process messages in each ``consume_events`` worker (``--concurrency``). ``1`` "
+        "processes one message at a time, as the reference does. Above 1, messages are processed "
+        "concurrently in the order ``EVENT_BUS_KAFKA_CONSUMER_ORDERING`` keeps, and per partition only "
+        "the offset up to which everything is done is committed. For I/O-bound receivers (database, "
+        "HTTP); CPU-bound ones gain nothing under the GIL.",
+        reference=False,
+    )
+    consumer_ordering: str = setting(
+        "EVENT_BUS_KAFKA_CONSUMER_ORDERING", "key", choice("key", "partition", "none"),
+        "With concurrency above 1, which messages are never processed at the same time nor out of "
+        "order (``--ordering``): ``key`` (the default: messages with the same key within a partition), "
+        "``partition`` (all messages of a partition: one at a time per partition) or ``none``.",
+        reference=False,
+    )
+    consumer_max_in_flight: int = setting(
+        "EVENT_BUS_KAFKA_CONSUMER_MAX_IN_FLIGHT", 1000, positive_int,
+        "With concurrency above 1, the most messages a worker holds (being processed or waiting for "
+        "their turn) before it pauses fetching; it resumes at half. Bounds memory under any backlog.",
+        reference=False,
+    )
     consumer_batch_size: int = setting(
         "EVENT_BUS_KAFKA_CONSUMER_BATCH_SIZE", 500, positive_int,
         "Most messages one consumer poll returns. Offsets are committed once per batch (and on "
