@@ -115,14 +115,19 @@ def decode_value(signal: OpenEdxPublicSignal, value: bytes | None) -> dict[str, 
                 return fast(body)
             except FallBack:
                 pass  # the reference path below decodes it, or says precisely why it cannot
+    stream = io.BytesIO(body)
     try:
         if writer is None:
-            record = fastavro.schemaless_reader(io.BytesIO(body), reader.parsed, None)
+            record = fastavro.schemaless_reader(stream, reader.parsed, None)
         else:
-            record = fastavro.schemaless_reader(io.BytesIO(body), writer, reader.parsed)
-        return _deserializer(signal).from_dict(record)
+            record = fastavro.schemaless_reader(stream, writer, reader.parsed)
+        data = _deserializer(signal).from_dict(record)
     except Exception as error:
         raise UnusableMessageError(f"value cannot be decoded as {signal.event_type}: {error!r}") from error
+    left = len(body) - stream.tell()
+    if left:  # a whole record was read, and more follows: the value is not what any producer writes
+        raise UnusableMessageError(f"value has {left} bytes after the end of its {signal.event_type} record")
+    return data
 
 
 def _is_missing_schema(error: Exception) -> bool:
