@@ -22,6 +22,7 @@ from edx_event_bus_kafka.internal.consume.dispatch import emit
 from edx_event_bus_kafka.internal.consume.error_policy import Action, ErrorPolicy
 from edx_event_bus_kafka.internal.consume.lanes import ORDERINGS
 from edx_event_bus_kafka.internal.consume.parallel import ParallelLoop
+from edx_event_bus_kafka.internal.consume.replay import Replay
 from edx_event_bus_kafka.internal.consume.work_cycle import prepare_for_new_work_cycle
 from edx_event_bus_kafka.internal.dead_letters.writer import (
     REDRIVE_GROUP,
@@ -32,7 +33,7 @@ from edx_event_bus_kafka.internal.dead_letters.writer import (
 from edx_event_bus_kafka.internal.errors import ConfigurationError, DeadLetterError, InvalidSetting
 from edx_event_bus_kafka.internal.kafka.commits import DoneOffsets
 from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch
-from edx_event_bus_kafka.internal.kafka.seeking import offsets_at, parse_offset_time
+from edx_event_bus_kafka.internal.kafka.seeking import parse_offset_time
 from edx_event_bus_kafka.internal.runtime import monitoring
 from edx_event_bus_kafka.internal.runtime.audit import CONSUMED, CONSUMER_LOGGER, audit
 from edx_event_bus_kafka.internal.runtime.heartbeat import Heartbeat
@@ -68,9 +69,10 @@ class KafkaEventConsumer(EventBusConsumer):
     """Consume ``topic`` (without prefix) in ``group_id`` and emit its events as Django signals.
 
     Options: ``offset_time`` (ISO 8601 with timezone: move the group to the first message at or
-    after it on every partition, then keep consuming), ``from_beginning`` (the same, from the
-    start of the topic), ``event_types`` (only these types are emitted; others are skipped),
-    ``heartbeat_file`` (kept fresh while the loop makes progress, for ``event_bus_health``).
+    after it on every partition, then keep consuming; once per requested time, see ``replay``),
+    ``from_beginning`` (the same, from the start of the topic), ``event_types`` (only these types
+    are emitted; others are skipped), ``heartbeat_file`` (kept fresh while the loop makes progress,
+    for ``event_bus_health``).
 
     Invalid options or settings do not raise here: they are logged at once and make
     ``consume_indefinitely`` exit with status 2, whichever ``consume_events`` command runs it.
@@ -84,7 +86,7 @@ class KafkaEventConsumer(EventBusConsumer):
         self._stop = threading.Event()
         self._fatal_error: Any = None
         self._refusals = RefusalWatch(f"consumer of {topic!r} in group {group_id!r}")
-        self._replay_pending = False
+        self._replay: Replay | None = None
         self._errors = ConsecutiveErrors(None)
         self._dead_letters: DeadLetterWriter | None = None
         self._dead_letter_lock = threading.Lock()
@@ -138,7 +140,9 @@ class KafkaEventConsumer(EventBusConsumer):
             logger.error("Kafka consumers not enabled, exiting.")
             return EXIT_OK
         self.consumer = self._new_consumer()
-        self._replay_pending = self.offset_time is not None or self.from_beginning
+        if self.offset_time is not None or self.from_beginning:  # --offset-time wins over --from-beginning
+            self._replay = Replay(self.full_topic, self.offset_time)
+            self.offsets.metadata = self._replay.marker  # every commit says the replay was done (see replay)
         self.consumer.subscribe(
             [self.full_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
@@ -351,16 +355,8 @@ class KafkaEventConsumer(EventBusConsumer):
                     sorted(p.partition for p in partitions), sorted(self._assigned))
         if self._parallel is not None:
             self._parallel.assigned()
-        if not self._replay_pending:
-            return
-        self._replay_pending = False
-        when = None if self.from_beginning and self.offset_time is None else self.offset_time
-        targets = offsets_at(consumer, self.full_topic, when)
-        # Committed before the assignment takes effect, so fetching starts from these offsets; the
-        # commit moves the whole group, not only the partitions assigned to this worker.
-        consumer.commit(offsets=targets, asynchronous=False)
-        logger.info("Replaying from %s: offsets %s", when.isoformat() if when else "the beginning",
-                    {t.partition: t.offset for t in targets})
+        if self._replay is not None and self._replay.pending:
+            self._replay.on_first_assignment(consumer)
 
     def _on_revoke(self, consumer: Any, partitions: list) -> None:
         if self._parallel is not None:

@@ -30,6 +30,7 @@ from edx_event_bus_kafka.internal.consume.dispatch import emit
 from edx_event_bus_kafka.internal.consume.frontier import DoneFrontier, TopicPartition
 from edx_event_bus_kafka.internal.consume.lanes import Lanes, Work
 from edx_event_bus_kafka.internal.consume.work_cycle import prepare_for_new_work_cycle
+from edx_event_bus_kafka.internal.kafka.commits import positions
 from edx_event_bus_kafka.internal.runtime import monitoring
 from edx_event_bus_kafka.internal.runtime.worker import EXIT_CONFIG, EXIT_FATAL, EXIT_OK, EXIT_TOO_MANY_ERRORS
 from edx_event_bus_kafka.internal.wire.decode import decode_message
@@ -152,13 +153,11 @@ class ParallelLoop:
         self._paused = True
 
     def _commit_frontier(self, *, wait: bool = False, partitions: set[TopicPartition] | None = None) -> None:
-        from confluent_kafka import TopicPartition as KafkaTopicPartition
-
         found = self.frontier.commits(only_changed=not wait)
         if partitions is not None:
             found = {tp: offset for tp, offset in found.items() if tp in partitions}
         if found:
-            offsets = [KafkaTopicPartition(topic, number, offset) for (topic, number), offset in found.items()]
+            offsets = positions(found, self.owner.offsets.metadata)  # the sequential loop's commit metadata too
             self.owner.consumer.commit(offsets=offsets, asynchronous=not wait)
 
     # -- rebalances and the end (called by the consumer, in the poll thread) ---------------------

@@ -4,13 +4,26 @@
 (processed, dead-lettered or deliberately skipped). Messages of a partition are handled in order,
 so committing that offset never skips an unfinished message. Commits are asynchronous after each
 batch and synchronous on partition revocation and shutdown.
+
+``metadata``, when set, goes with every commit: Kafka keeps it with the committed offset (a worker
+started with a replay flag marks its commits so that a restart does not replay again).
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 logger = logging.getLogger(__name__)
+
+
+def positions(offsets: Mapping[tuple[str, int], int], metadata: str | None = None) -> list[Any]:
+    """``TopicPartition`` objects to commit ``offsets`` (by topic and partition), each with ``metadata``."""
+    from confluent_kafka import TopicPartition
+
+    if metadata is None:
+        return [TopicPartition(topic, partition, offset) for (topic, partition), offset in offsets.items()]
+    return [TopicPartition(topic, partition, offset, metadata) for (topic, partition), offset in offsets.items()]
 
 
 class DoneOffsets:
@@ -19,6 +32,7 @@ class DoneOffsets:
     def __init__(self) -> None:
         self._next: dict[tuple[str, int], int] = {}
         self._pending = False
+        self.metadata: str | None = None  # commit metadata of every commit, if any
 
     def done(self, message: Any) -> None:
         """Mark ``message`` done: its offset + 1 becomes committable."""
@@ -26,14 +40,9 @@ class DoneOffsets:
         self._pending = True
 
     def _partitions(self, only: Any = None) -> list[Any]:
-        from confluent_kafka import TopicPartition
-
         wanted = None if only is None else {(p.topic, p.partition) for p in only}
-        return [
-            TopicPartition(topic, partition, offset)
-            for (topic, partition), offset in self._next.items()
-            if wanted is None or (topic, partition) in wanted
-        ]
+        chosen = {place: offset for place, offset in self._next.items() if wanted is None or place in wanted}
+        return positions(chosen, self.metadata)
 
     def commit_async(self, consumer: Any) -> None:
         """Commit what is done, without waiting (after each batch)."""
