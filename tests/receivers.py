@@ -66,16 +66,26 @@ def record_event(sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
 
 
 _arrivals: Any = None
+_arrivals_lock = threading.Lock()
 
 
 def record_arrival(sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
-    """Note ``<event id> <time.time()>`` per event in TEST_ARRIVAL_LOG, flushed, not synced (for latency)."""
+    """Note ``<event id> <time.time()> <user id>`` per event in TEST_ARRIVAL_LOG, flushed, not synced.
+
+    With ``TEST_ARRIVAL_FAIL_EVERY=N``, the events of user ids divisible by N fail instead (the soak's
+    dead letters).
+    """
     global _arrivals  # noqa: PLW0603 -- one file per worker process
     arrived = time.time()
-    if _arrivals is None:
-        _arrivals = open(os.environ["TEST_ARRIVAL_LOG"], "a", encoding="utf-8")
-    _arrivals.write(f"{kwargs['metadata'].id} {arrived:.6f}\n")
-    _arrivals.flush()
+    user_id = kwargs["enrollment"].user.id
+    fail_every = int(os.environ.get("TEST_ARRIVAL_FAIL_EVERY") or 0)
+    if fail_every and user_id % fail_every == 0:
+        raise ReceiverFailure(f"failing event of user {user_id} on purpose")
+    with _arrivals_lock:
+        if _arrivals is None:
+            _arrivals = open(os.environ["TEST_ARRIVAL_LOG"], "a", encoding="utf-8")
+        _arrivals.write(f"{kwargs['metadata'].id} {arrived:.6f} {user_id}\n")
+        _arrivals.flush()
 
 
 def read_log(path: str) -> list[dict[str, Any]]:
