@@ -1,0 +1,235 @@
+"""The inbox on SQLite, in process: the setting, run-once, rollback, duplicates, purging, status."""
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.test import override_settings
+from django.utils import timezone
+from openedx_events.learning.signals import COURSE_ENROLLMENT_CHANGED, COURSE_UNENROLLMENT_COMPLETED
+
+from edx_event_bus_kafka.internal.errors import ConfigurationError, ReceiverError
+from edx_event_bus_kafka.internal.inbox import store
+from edx_event_bus_kafka.internal.inbox.purging import InboxPurger
+from edx_event_bus_kafka.internal.settings.declarations import get_settings
+from edx_event_bus_kafka.internal.settings.inbox import DeduplicationScope
+from edx_event_bus_kafka.models import InboxEvent
+from tests.models import EventEffect
+
+ENROLLED = COURSE_ENROLLMENT_CHANGED.event_type
+UNENROLLED = COURSE_UNENROLLMENT_COMPLETED.event_type
+
+
+def delivery(event_id: str = "e-1", group: str = "g", offset: int = 7) -> store.Delivery:
+    return store.Delivery(group=group, event_id=event_id, topic="prefix-topic", partition=2, offset=offset)
+
+
+def write_effect(event_id: str = "e-1"):
+    """Receivers with one database write, as run_once calls them."""
+    return lambda: EventEffect.objects.create(event_id=event_id, user_id=1, pid=0)
+
+
+def fail_after_writing(event_id: str = "e-1"):
+    def receivers() -> None:
+        EventEffect.objects.create(event_id=event_id, user_id=1, pid=0)
+        raise ReceiverError("1 of 1 receivers failed", [RuntimeError("boom")])
+    return receivers
+
+
+def remembered(processed_ago: timedelta, group: str = "g", event_id: str | None = None) -> InboxEvent:
+    return InboxEvent.objects.create(consumer_group=group, event_id=event_id or uuid.uuid4().hex, topic="t",
+                                     kafka_partition=0, kafka_offset=0, processed_at=timezone.now() - processed_ago)
+
+
+@pytest.fixture
+def inbox_table_renamed():
+    """The inbox table is missing (as before the migration) for the length of the test."""
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE edx_event_bus_kafka_inboxevent RENAME TO inbox_elsewhere")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE inbox_elsewhere RENAME TO edx_event_bus_kafka_inboxevent")
+
+
+# -- the setting -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (False, {("g", ENROLLED): False}),
+    (True, {("g", ENROLLED): True, ("other", UNENROLLED): True}),
+    ({"g": True, "off": False}, {("g", ENROLLED): True, ("g", UNENROLLED): True, ("off", ENROLLED): False,
+                                 ("other", ENROLLED): False}),
+    ({"g": [ENROLLED]}, {("g", ENROLLED): True, ("g", UNENROLLED): False, ("other", ENROLLED): False}),
+])
+def test_deduplication_setting__covers_the_groups_and_event_types_it_names(value, expected):
+    """False, True and a dict of group -> True/False/[event types] decide which (group, type) deduplicate."""
+    with override_settings(EVENT_BUS_KAFKA_CONSUMER_DEDUPLICATION=value):
+        scope = get_settings().consumer_deduplication
+    assert isinstance(scope, DeduplicationScope)
+    assert {pair: scope.covers(*pair) for pair in expected} == expected
+
+
+def test_deduplication_setting__defaults_to_off_and_describes_itself():
+    """By default no group deduplicates; describe() says on, off or which event types."""
+    assert not get_settings().consumer_deduplication.enabled_for("any")
+    scope = DeduplicationScope(groups={"all": None, "some": frozenset({UNENROLLED, ENROLLED})})
+    assert (scope.describe("all"), scope.describe("none")) == ("on", "off")
+    assert scope.describe("some") == f"on for {ENROLLED}, {UNENROLLED}"
+
+
+@pytest.mark.parametrize(("name", "value", "hint"), [
+    ("EVENT_BUS_KAFKA_CONSUMER_DEDUPLICATION", "yes", "must be False, True, or a dict"),
+    ("EVENT_BUS_KAFKA_CONSUMER_DEDUPLICATION", {"g": "org.openedx.x.v1"}, "a list of event types"),
+    ("EVENT_BUS_KAFKA_CONSUMER_DEDUPLICATION", {"g": []}, "use False to turn deduplication off"),
+    ("EVENT_BUS_KAFKA_CONSUMER_DEDUPLICATION", {"g": [""]}, "is not an event type name"),
+    ("EVENT_BUS_KAFKA_CONSUMER_DEDUPLICATION", {"x" * 256: True}, "at most 255 characters"),
+    ("EVENT_BUS_KAFKA_INBOX_RETENTION_SEC", 0, "> 0.0"),
+    ("EVENT_BUS_KAFKA_INBOX_PURGE_INTERVAL_SEC", 0, "or None for never"),
+    ("EVENT_BUS_KAFKA_INBOX_PURGE_BATCH_SIZE", 0, "whole number >= 1"),
+])
+def test_inbox_settings__bad_values_name_the_setting_value_and_fix(name, value, hint):
+    """An invalid inbox setting is a ConfigurationError naming it, its value and what to use."""
+    with override_settings(**{name: value}), pytest.raises(ConfigurationError) as raised:
+        get_settings()
+    message = str(raised.value)
+    assert name in message and hint in message
+    assert repr(value)[:40] in message
+
+
+def test_inbox_purge_interval__none_turns_worker_purging_off():
+    """EVENT_BUS_KAFKA_INBOX_PURGE_INTERVAL_SEC = None: the worker never purges (and never touches the table)."""
+    with override_settings(EVENT_BUS_KAFKA_INBOX_PURGE_INTERVAL_SEC=None):
+        purger = InboxPurger(get_settings())
+    assert not purger.enabled
+    assert purger.between_batches() == 0 and purger.batches == 0
+
+
+# -- run once ----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_once__first_copy_runs_the_receivers_and_records_where_it_came_from():
+    """A new event id: the receivers run, their write and the inbox row commit together."""
+    assert store.run_once(delivery(), write_effect(), using="default") is True
+    assert EventEffect.objects.count() == 1
+    row = InboxEvent.objects.get()
+    assert (row.consumer_group, row.event_id, row.topic, row.kafka_partition, row.kafka_offset) == (
+        "g", "e-1", "prefix-topic", 2, 7)
+    assert timezone.now() - row.processed_at < timedelta(minutes=1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_once__a_later_copy_is_skipped_without_running_the_receivers():
+    """The same event id again in the same group: False, receivers not called, nothing written; other groups run."""
+    store.run_once(delivery(), write_effect(), using="default")
+    called = []
+    assert store.run_once(delivery(offset=99), lambda: called.append(1), using="default") is False
+    assert called == []
+    assert EventEffect.objects.count() == 1 and InboxEvent.objects.count() == 1
+    assert store.run_once(delivery(group="other"), write_effect(), using="default") is True
+    assert EventEffect.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_once__receiver_error_rolls_back_the_effect_and_the_inbox_row_then_a_retry_runs():
+    """A receiver error leaves neither its write nor the inbox row; the next attempt runs and records once."""
+    with pytest.raises(ReceiverError):
+        store.run_once(delivery(), fail_after_writing(), using="default")
+    assert EventEffect.objects.count() == 0 and InboxEvent.objects.count() == 0
+    assert store.run_once(delivery(), write_effect(), using="default") is True
+    assert EventEffect.objects.count() == 1 and InboxEvent.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_once__a_receiver_hiding_a_database_error_fails_instead_of_a_silent_rollback():
+    """A receiver that swallows an IntegrityError broke the transaction: ReceiverError, nothing committed."""
+    existing = EventEffect.objects.create(event_id="before", user_id=1, pid=0)
+
+    def hides_error() -> None:
+        EventEffect.objects.create(event_id="e-1", user_id=2, pid=0)
+        try:
+            EventEffect.objects.create(id=existing.id, event_id="clash", user_id=3, pid=0)
+        except IntegrityError:
+            pass  # the mistake: no transaction.atomic() around the failing statement
+
+    with pytest.raises(ReceiverError, match="caught a database error"):
+        store.run_once(delivery(), hides_error, using="default")
+    assert list(EventEffect.objects.values_list("event_id", flat=True)) == ["before"]
+    assert InboxEvent.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_once__inside_a_callers_transaction_a_duplicate_leaves_that_transaction_usable():
+    """Nested in an open transaction (a savepoint then), a duplicate rolls back only its own part."""
+    store.run_once(delivery(), write_effect(), using="default")
+    with transaction.atomic():
+        EventEffect.objects.create(event_id="outer", user_id=1, pid=0)
+        assert store.run_once(delivery(), write_effect("e-2"), using="default") is False
+        EventEffect.objects.create(event_id="outer-after", user_id=1, pid=0)
+    assert sorted(EventEffect.objects.values_list("event_id", flat=True)) == ["e-1", "outer", "outer-after"]
+
+
+# -- purging -----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_purge_batch__deletes_the_oldest_expired_rows_up_to_the_batch_and_keeps_recent_ones():
+    """One batch deletes at most batch_size rows older than the cutoff, oldest first; group narrows it."""
+    old = [remembered(timedelta(days=10 + n)) for n in range(5)]
+    other_group = remembered(timedelta(days=30), group="h")
+    recent = remembered(timedelta(hours=1))
+    cutoff = timezone.now() - timedelta(days=7)
+    assert store.purge_batch(cutoff, using="default", batch_size=3, group="g") == 3
+    left = set(InboxEvent.objects.values_list("id", flat=True))
+    assert left == {old[0].id, old[1].id, other_group.id, recent.id}  # the three oldest of group g went
+    assert sum(store.purge(cutoff, using="default", batch_size=3)) == 3
+    assert set(InboxEvent.objects.values_list("id", flat=True)) == {recent.id}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_purger__due_at_start_then_each_interval_and_at_once_while_batches_come_back_full():
+    """The worker purges after its first batch, again straight away after a full batch, else after the interval."""
+    for _ in range(5):
+        remembered(timedelta(days=8))
+    now = [100.0]
+    with override_settings(EVENT_BUS_KAFKA_INBOX_PURGE_INTERVAL_SEC=60, EVENT_BUS_KAFKA_INBOX_PURGE_BATCH_SIZE=2):
+        purger = InboxPurger(get_settings(), clock=lambda: now[0])
+    assert [purger.between_batches() for _ in range(4)] == [2, 2, 1, 0]  # the 1 was not full: wait now
+    assert purger.batches == 3
+    remembered(timedelta(days=8))
+    now[0] += 59.9
+    assert purger.between_batches() == 0
+    now[0] += 0.2
+    assert purger.between_batches() == 1
+    assert (purger.purged, purger.batches) == (6, 4)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_purger__a_database_error_is_logged_and_tried_again_after_the_interval(inbox_table_renamed, caplog):
+    """Purging never breaks the worker: a failure is a warning, and the next attempt waits for the interval."""
+    now = [0.0]
+    purger = InboxPurger(get_settings(), clock=lambda: now[0])
+    assert purger.between_batches() == 0
+    assert "Could not purge expired inbox rows" in caplog.text
+    now[0] += 30
+    assert purger.between_batches() == 0 and purger.batches == 1  # not due yet
+
+
+# -- status and the command --------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_inbox_status__counts_the_groups_rows_the_table_and_the_groups_oldest_row():
+    """event_bus_status's inbox figures: rows of the group, of the table, and the group's oldest row."""
+    remembered(timedelta(hours=3))
+    remembered(timedelta(hours=1))
+    remembered(timedelta(days=2), group="h")
+    with override_settings(EVENT_BUS_KAFKA_CONSUMER_DEDUPLICATION={"g": True}):
+        status = store.inbox_status("g", get_settings())
+    assert (status["deduplication"], status["group_rows"], status["table_rows"]) == ("on", 2, 3)
+    assert 3 * 3600 - 60 < status["oldest_age_sec"] < 3 * 3600 + 60
+    assert store.inbox_status("nobody", get_settings())["oldest_age_sec"] is None
