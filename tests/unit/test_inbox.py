@@ -1,21 +1,26 @@
 """The inbox on SQLite, in process: the setting, run-once, rollback, duplicates, purging, status."""
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import timedelta
 
 import pytest
+from confluent_kafka import Message
 from django.db import IntegrityError, connection, transaction
 from django.test import override_settings
 from django.utils import timezone
+from openedx_events.data import EventsMetadata
 from openedx_events.learning.signals import COURSE_ENROLLMENT_CHANGED, COURSE_UNENROLLMENT_COMPLETED
 
 from edx_event_bus_kafka.internal.errors import ConfigurationError, ReceiverError
 from edx_event_bus_kafka.internal.inbox import store
+from edx_event_bus_kafka.internal.inbox.deduplication import Deduplicator
 from edx_event_bus_kafka.internal.inbox.purging import InboxPurger
 from edx_event_bus_kafka.internal.settings.declarations import get_settings
 from edx_event_bus_kafka.internal.settings.inbox import DeduplicationScope
 from edx_event_bus_kafka.models import InboxEvent
+from tests.events import enrollment_event_data
 from tests.models import EventEffect
 
 ENROLLED = COURSE_ENROLLMENT_CHANGED.event_type
@@ -171,6 +176,67 @@ def test_run_once__inside_a_callers_transaction_a_duplicate_leaves_that_transact
         assert store.run_once(delivery(), write_effect("e-2"), using="default") is False
         EventEffect.objects.create(event_id="outer-after", user_id=1, pid=0)
     assert sorted(EventEffect.objects.values_list("event_id", flat=True)) == ["e-1", "outer", "outer-after"]
+
+
+# -- the consumer's deduplicator ---------------------------------------------------------------
+
+
+def emit_args(number: int = 1, event_id: uuid.UUID | None = None, offset: int = 10):
+    metadata = EventsMetadata(event_type=ENROLLED, **({"id": event_id} if event_id else {}))
+    message = Message(topic="prefix-enrollments", partition=1, offset=offset)
+    return message, COURSE_ENROLLMENT_CHANGED, enrollment_event_data(number), metadata
+
+
+@pytest.fixture
+def effect_receiver():
+    """COURSE_ENROLLMENT_CHANGED's receiver writes an EventEffect row, as a service's receiver would."""
+    def receiver(sender=None, signal=None, **kwargs) -> None:
+        EventEffect.objects.create(event_id=str(kwargs["metadata"].id), user_id=kwargs["enrollment"].user.id, pid=0)
+
+    COURSE_ENROLLMENT_CHANGED.connect(receiver, dispatch_uid="test_inbox.effect")
+    yield
+    COURSE_ENROLLMENT_CHANGED.disconnect(dispatch_uid="test_inbox.effect")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deduplicator__skips_a_duplicate_counts_it_and_logs_its_context_at_info(effect_receiver, caplog):
+    """A second copy of an event is not emitted; it is counted and logged at INFO with group, topic, offset, id."""
+    caplog.set_level(logging.INFO, logger="edx_event_bus_kafka")
+    with override_settings(EVENT_BUS_KAFKA_CONSUMER_DEDUPLICATION={"g": True}):
+        deduplicator = Deduplicator.for_group("g", get_settings())
+    assert deduplicator is not None
+    event_id = uuid.uuid4()
+    assert deduplicator.emit(*emit_args(event_id=event_id)) is True
+    assert deduplicator.emit(*emit_args(event_id=event_id, offset=11)) is False
+    assert EventEffect.objects.filter(event_id=str(event_id)).count() == 1
+    assert (deduplicator.processed, deduplicator.duplicates) == (1, 1)
+    (line,) = [r for r in caplog.records if "Skipping duplicate" in r.getMessage()]
+    assert line.levelno == logging.INFO
+    for part in ("'g'", "topic=prefix-enrollments", "partition=1", "offset=11", f"event_id={event_id}",
+                 f"event_type={ENROLLED}"):
+        assert part in line.getMessage()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deduplicator__event_types_not_covered_go_to_receivers_without_the_inbox(effect_receiver):
+    """With a list of event types, other types are emitted every time and leave no inbox row."""
+    with override_settings(EVENT_BUS_KAFKA_CONSUMER_DEDUPLICATION={"g": [UNENROLLED]}):
+        deduplicator = Deduplicator.for_group("g", get_settings())
+    assert deduplicator is not None
+    event_id = uuid.uuid4()
+    assert deduplicator.emit(*emit_args(event_id=event_id)) is True
+    assert deduplicator.emit(*emit_args(event_id=event_id)) is True
+    assert EventEffect.objects.filter(event_id=str(event_id)).count() == 2
+    assert InboxEvent.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deduplicator__none_for_groups_not_covered_and_a_missing_table_is_a_configuration_error(inbox_table_renamed):
+    """Groups the setting does not name get no deduplicator; a named group without the table fails at start."""
+    with override_settings(EVENT_BUS_KAFKA_CONSUMER_DEDUPLICATION={"g": True}):
+        assert Deduplicator.for_group("other", get_settings()) is None
+        with pytest.raises(ConfigurationError, match=r"run \./manage\.py migrate edx_event_bus_kafka"):
+            Deduplicator.for_group("g", get_settings())
 
 
 # -- purging -----------------------------------------------------------------------------------

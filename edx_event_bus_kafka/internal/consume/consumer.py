@@ -30,6 +30,7 @@ from edx_event_bus_kafka.internal.dead_letters.writer import (
     provenance_headers,
 )
 from edx_event_bus_kafka.internal.errors import ConfigurationError, DeadLetterError, InvalidSetting
+from edx_event_bus_kafka.internal.inbox.deduplication import Deduplicator
 from edx_event_bus_kafka.internal.kafka.commits import DoneOffsets
 from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch
 from edx_event_bus_kafka.internal.kafka.seeking import offsets_at, parse_offset_time
@@ -91,6 +92,7 @@ class KafkaEventConsumer(EventBusConsumer):
         self._parallel: Any = None  # the ParallelLoop, when EVENT_BUS_KAFKA_CONSUMER_CONCURRENCY > 1
         self.offsets = DoneOffsets()
         self._assigned: set[int] = set()
+        self.inbox: Deduplicator | None = None  # EVENT_BUS_KAFKA_CONSUMER_DEDUPLICATION
         try:
             unknown = sorted(set(options) - set(KNOWN_OPTIONS))
             if unknown:
@@ -108,6 +110,7 @@ class KafkaEventConsumer(EventBusConsumer):
             self.policy = ErrorPolicy.from_settings(self.settings)
             self.concurrency = _option(options, "concurrency", self.settings.consumer_concurrency, positive_int)
             self.ordering = _option(options, "ordering", self.settings.consumer_ordering, choice(*ORDERINGS))
+            self.inbox = Deduplicator.for_group(group_id, self.settings)
         except ConfigurationError as error:
             self.problem = error
             logger.error("Kafka event consumer for topic %r, group %r cannot start: %s", topic, group_id, error)
@@ -172,6 +175,8 @@ class KafkaEventConsumer(EventBusConsumer):
                     elif not self._handle(message):
                         break
                 self.offsets.commit_async(self.consumer)
+                if self.inbox is not None:
+                    self.inbox.between_batches()
             except _TooManyErrors:
                 logger.error("Too many consecutive errors, exiting (%d in a row)", self._errors.count)
                 return EXIT_TOO_MANY_ERRORS
@@ -253,7 +258,10 @@ class KafkaEventConsumer(EventBusConsumer):
                 prepare_for_new_work_cycle()
                 if not self._skipped(message, headers):
                     signal, event_data, metadata = decode_message(message, headers)
-                    emit(signal, event_data, metadata)
+                    if self.inbox is not None:
+                        self.inbox.emit(message, signal, event_data, metadata)  # or skip a duplicate
+                    else:
+                        emit(signal, event_data, metadata)
                 self.offsets.done(message)
                 self._errors.succeeded()
                 self.heartbeat.beat()
@@ -397,6 +405,8 @@ class KafkaEventConsumer(EventBusConsumer):
             self.heartbeat.clear()
             if self._dead_letters is not None:
                 self._dead_letters.close()
+            if self.inbox is not None:
+                logger.info("Deduplication in group %r: %s", self.group_id, self.inbox.summary())
             logger.info("Consumer for full_topic=%r consumer_group=%r closed", self.full_topic, self.group_id)
 
 
