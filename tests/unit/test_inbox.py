@@ -1,12 +1,14 @@
-"""The inbox on SQLite, in process: the setting, run-once, rollback, duplicates, purging, status."""
+"""The inbox on SQLite, in process: the setting, run-once, rollback, duplicates, purging, status, the command."""
 from __future__ import annotations
 
+import io
 import logging
 import uuid
 from datetime import timedelta
 
 import pytest
 from confluent_kafka import Message
+from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
 from django.test import override_settings
 from django.utils import timezone
@@ -299,3 +301,28 @@ def test_inbox_status__counts_the_groups_rows_the_table_and_the_groups_oldest_ro
     assert (status["deduplication"], status["group_rows"], status["table_rows"]) == ("on", 2, 3)
     assert 3 * 3600 - 60 < status["oldest_age_sec"] < 3 * 3600 + 60
     assert store.inbox_status("nobody", get_settings())["oldest_age_sec"] is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_purge_command__dry_run_counts_then_deletes_rows_past_the_retention():
+    """purge_event_bus_inbox --dry-run deletes nothing; without it the expired rows (of --group) go."""
+    for group in ("g", "g", "h"):
+        remembered(timedelta(days=8), group=group)
+    remembered(timedelta(days=1))
+    out = io.StringIO()
+    call_command("purge_event_bus_inbox", "--dry-run", stdout=out)
+    assert "Dry run: would delete 3 inbox rows of every group processed before" in out.getvalue()
+    assert InboxEvent.objects.count() == 4
+    call_command("purge_event_bus_inbox", "--group", "h", stdout=out)
+    assert "Deleted 1 inbox rows of group 'h'" in out.getvalue()
+    call_command("purge_event_bus_inbox", "--batch-size", "1", stdout=out)
+    assert "Deleted 2 inbox rows of every group" in out.getvalue()
+    call_command("purge_event_bus_inbox", "--older-than", "0", stdout=out)
+    assert "Deleted 1 inbox rows" in out.getvalue() and InboxEvent.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_purge_command__a_missing_table_is_an_error_that_says_to_migrate(inbox_table_renamed):
+    """Without the inbox table the command fails (status 1) and says what to run."""
+    with pytest.raises(CommandError, match="migrate edx_event_bus_kafka"):
+        call_command("purge_event_bus_inbox", stdout=io.StringIO())
