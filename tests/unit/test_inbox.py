@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import io
 import logging
+import subprocess
+import sys
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Message
@@ -25,6 +28,7 @@ from edx_event_bus_kafka.models import InboxEvent
 from tests.events import enrollment_event_data
 from tests.models import EventEffect
 
+ROOT = Path(__file__).resolve().parents[2]
 ENROLLED = COURSE_ENROLLMENT_CHANGED.event_type
 UNENROLLED = COURSE_UNENROLLMENT_COMPLETED.event_type
 
@@ -251,10 +255,10 @@ def test_purge_batch__deletes_the_oldest_expired_rows_up_to_the_batch_and_keeps_
     other_group = remembered(timedelta(days=30), group="h")
     recent = remembered(timedelta(hours=1))
     cutoff = timezone.now() - timedelta(days=7)
-    assert store.purge_batch(cutoff, using="default", batch_size=3, group="g") == 3
+    assert store.purge_batch(store.Rows(before=cutoff, group="g"), using="default", batch_size=3) == 3
     left = set(InboxEvent.objects.values_list("id", flat=True))
     assert left == {old[0].id, old[1].id, other_group.id, recent.id}  # the three oldest of group g went
-    assert sum(store.purge(cutoff, using="default", batch_size=3)) == 3
+    assert sum(store.purge(store.Rows(before=cutoff), using="default", batch_size=3)) == 3
     assert set(InboxEvent.objects.values_list("id", flat=True)) == {recent.id}
 
 
@@ -319,6 +323,33 @@ def test_purge_command__dry_run_counts_then_deletes_rows_past_the_retention():
     assert "Deleted 2 inbox rows of every group" in out.getvalue()
     call_command("purge_event_bus_inbox", "--older-than", "0", stdout=out)
     assert "Deleted 1 inbox rows" in out.getvalue() and InboxEvent.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_purge_command__since_forgets_what_a_group_processed_from_a_time_on_for_a_replay():
+    """--since TIME --group G deletes G's rows processed at or after TIME, whatever their age, and no others."""
+    earlier = remembered(timedelta(hours=5))
+    remembered(timedelta(hours=1))
+    remembered(timedelta(minutes=1))
+    elsewhere = remembered(timedelta(minutes=1), group="h")
+    since = (timezone.now() - timedelta(hours=2)).isoformat()
+    out = io.StringIO()
+    call_command("purge_event_bus_inbox", "--group", "g", "--since", since, stdout=out)
+    assert "Deleted 2 inbox rows of group 'g' processed at or after" in out.getvalue()
+    assert set(InboxEvent.objects.values_list("id", flat=True)) == {earlier.id, elsewhere.id}
+
+
+@pytest.mark.parametrize(("argv", "complaint"), [
+    (["--since", "2026-11-28T09:00:00"], "has no timezone"),
+    (["--since", "yesterday"], "is not an ISO 8601 date and time"),
+    (["--older-than", "-1"], "must be >= 0"),
+    (["--since", "2026-11-28T09:00:00Z", "--older-than", "5"], "not allowed with argument"),
+])
+def test_purge_command__bad_arguments_exit_with_status_2_and_say_why(argv, complaint):
+    """Arguments that do not parse are a usage error (status 2) naming the problem."""
+    result = subprocess.run([sys.executable, "manage.py", "purge_event_bus_inbox", *argv], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2 and complaint in result.stderr, result.stderr
 
 
 @pytest.mark.django_db(transaction=True)

@@ -54,8 +54,8 @@ class InboxPurger:
             return 0
         started = self._clock()
         try:
-            deleted = store.purge_batch(retention_cutoff(self.retention_sec), using=self.database,
-                                        batch_size=self.batch_size)
+            deleted = store.purge_batch(store.Rows(before=retention_cutoff(self.retention_sec)),
+                                        using=self.database, batch_size=self.batch_size)
         except DatabaseError as error:
             logger.warning("Could not purge expired inbox rows (will try again in %.0f s): %s", self.interval, error)
             deleted = 0
