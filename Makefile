@@ -43,7 +43,7 @@ MATRIX_TESTS ?= tests/unit tests/integration/test_interop.py tests/integration/t
 TOX_ARGS ?=
 comma := ,
 
-.PHONY: help system-deps test test-apache kafka-jars test-matrix test-all quality docs demo broker bench bench-outbox bench-latency bench-parallel soak reference-venv upgrade requirements dev clean
+.PHONY: help system-deps test test-apache kafka-jars test-matrix test-all quality docs demo broker bench bench-outbox bench-latency bench-parallel bench-inbox soak reference-venv upgrade requirements dev clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -142,6 +142,9 @@ soak: $(VENV)/.installed-test system-deps kafka-jars ## chaos soak on Apache Kaf
 
 bench-latency: $(VENV)/.installed-test $(BROKER_DEPS) ## end-to-end latency at a steady rate, ours vs bare librdkafka
 	$(BIN)/python benchmarks/latency.py --broker $(BROKER) $(BENCH_ARGS)
+
+bench-inbox: $(VENV)/.installed-test system-deps $(BROKER_DEPS) ## deduplication's cost per event and purging's share, vs off
+	$(BIN)/python benchmarks/inbox.py --broker $(BROKER) $(BENCH_ARGS)
 
 reference-venv: $(VENV)/.installed-test ## build .venv-reference-pyXY: the reference release for this Python
 	$(BIN)/python -m tests.support.reference_venv

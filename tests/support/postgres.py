@@ -27,9 +27,14 @@ def _bin(name: str) -> str:
 
 
 class TemporaryPostgres:
-    """``start()`` a private cluster on 127.0.0.1:<free port> with trust auth; ``dsn`` to connect."""
+    """``start()`` a private cluster on 127.0.0.1:<free port> with trust auth; ``dsn`` to connect.
 
-    def __init__(self) -> None:
+    Tests run it without fsync (``-F``); ``durable=True`` keeps PostgreSQL's default (fsync on), for
+    benchmarks whose figures must include the cost of a commit reaching the disk.
+    """
+
+    def __init__(self, *, durable: bool = False) -> None:
+        self.durable = durable
         self.port = free_loopback_port()
         self.root = Path(tempfile.mkdtemp(prefix="pg-"))
         self.data = self.root / "data"
@@ -43,7 +48,7 @@ class TemporaryPostgres:
             shutil.chown(self.root, user="postgres")
         self._run(_bin("initdb"), "-D", str(self.data), "--auth=trust", "-U", "postgres", "--no-sync")
         self._run(_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "start",
-                  "-o", f"-h 127.0.0.1 -p {self.port} -k {self.root} -F")
+                  "-o", f"-h 127.0.0.1 -p {self.port} -k {self.root}{'' if self.durable else ' -F'}")
         wait_for(self._accepts, timeout=30, what="PostgreSQL to accept connections")
         return self
 
