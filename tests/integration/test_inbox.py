@@ -258,24 +258,32 @@ def waiting_inbox_inserts(database: Database) -> int:
         "AND query LIKE %s", 'INSERT INTO "edx_event_bus_kafka_inboxevent"%')[0][0])
 
 
-def test_two_workers_race_on_one_event__the_redriven_copy_waits_and_is_skipped(
-    bus_settings, kafka_broker, database, tmp_path,
+@pytest.mark.parametrize("layout", ["two workers", "one worker with four threads"])
+def test_race_on_one_event__the_redriven_copy_waits_for_the_original_and_is_skipped(
+    bus_settings, kafka_broker, database, tmp_path, layout,
 ):
-    """A re-driven copy reaches a second worker while the first still processes the original: one effect.
+    """A re-driven copy is processed while the original still is, by another worker or thread: one effect.
 
     The copy is put on the other partition, as happens when the topic gained partitions since the
-    original was published; each worker holds one partition, so both process the event at once.
+    original was published. Two workers hold one partition each; with four threads (parallel
+    consumption) the two partitions are two lanes, so two threads process the event at once.
     """
     bootstrap = bus_settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS
     topic = f"inbox-race-{uuid.uuid4().hex[:6]}"
     kafka_broker.create_topics([topic], partitions=2)
     group = group_name()
     release = tmp_path / "release"
-    workers = [dedup_worker(tmp_path, bootstrap, topic, group, database, effect=f"hold:{release}",
-                            name=f"w{number}").start() for number in (1, 2)]
+    if layout == "two workers":
+        workers = [dedup_worker(tmp_path, bootstrap, topic, group, database, effect=f"hold:{release}",
+                                name=f"w{number}").start() for number in (1, 2)]
+        expected = [(0,), (1,)]
+    else:
+        workers = [dedup_worker(tmp_path, bootstrap, topic, group, database, effect=f"hold:{release}",
+                                EVENT_BUS_KAFKA_CONSUMER_CONCURRENCY=4).start()]
+        expected = [(0, 1)]
     try:
-        wait_for(lambda: sorted(tuple(assigned_partitions(w.output()) or ()) for w in workers) == [(0,), (1,)],
-                 timeout=40, what="each worker to hold one partition")
+        wait_for(lambda: sorted(tuple(assigned_partitions(w.output()) or ()) for w in workers) == expected,
+                 timeout=40, what="the partitions to be assigned")
         metadata = EventsMetadata(event_type=ENROLLMENT_SIGNAL.event_type)
         key, value = encoder_for(ENROLLMENT_SIGNAL, ENROLLMENT_KEY_FIELD, topic).encode(event_data(1))
         headers: Any = headers_from_metadata(metadata)
@@ -295,7 +303,7 @@ def test_two_workers_race_on_one_event__the_redriven_copy_waits_and_is_skipped(
     finally:
         release.touch()
         codes = [worker.stop() for worker in workers]
-    assert codes == [0, 0], [worker.output() for worker in workers]
+    assert codes == [0] * len(workers), [worker.output() for worker in workers]
     event_id = str(metadata.id)
     assert database.effects() == {event_id: [1]}
     assert len(workers[0].entries("holding")) == 1  # the copy's receivers never ran

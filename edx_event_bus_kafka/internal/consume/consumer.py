@@ -257,11 +257,7 @@ class KafkaEventConsumer(EventBusConsumer):
             try:
                 prepare_for_new_work_cycle()
                 if not self._skipped(message, headers):
-                    signal, event_data, metadata = decode_message(message, headers)
-                    if self.inbox is not None:
-                        self.inbox.emit(message, signal, event_data, metadata)  # or skip a duplicate
-                    else:
-                        emit(signal, event_data, metadata)
+                    self.deliver(message, *decode_message(message, headers))
                 self.offsets.done(message)
                 self._errors.succeeded()
                 self.heartbeat.beat()
@@ -271,6 +267,16 @@ class KafkaEventConsumer(EventBusConsumer):
                 outcome = self._failed(message, headers, error, attempts)
                 if outcome is not None:
                     return outcome
+
+    def deliver(self, message: Any, signal: Any, event_data: dict[str, Any], metadata: Any) -> None:
+        """Emit a decoded event; through the inbox (which skips duplicates) when the group deduplicates.
+
+        Called by the sequential loop and by the parallel loop's threads. Raises what ``emit`` raises.
+        """
+        if self.inbox is not None:
+            self.inbox.emit(message, signal, event_data, metadata)
+        else:
+            emit(signal, event_data, metadata)
 
     def _skipped(self, message: Any, headers: list) -> bool:
         """Messages of types we were asked not to consume, or re-driven for another group, are not ours."""
