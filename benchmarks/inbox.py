@@ -2,7 +2,7 @@
 
 Usage (from the repository root, with our venv)::
 
-    python benchmarks/inbox.py [--events 5000] [--rounds 3] [--json results.json] [--broker tansu|apache]
+    python benchmarks/inbox.py [--events 3000] [--rounds 5] [--json results.json] [--broker tansu|apache]
                                [--no-fsync]
 
 This is a command, not a timed test: numbers depend on the machine, so nothing is asserted against
@@ -34,9 +34,10 @@ from the first to the N-th event (N - 1 events): wall and CPU microseconds per e
 seconds the worker spent purging within that span / the span. As a run deletes fewer rows than it
 inserts (the first second's rows are not expired yet), the steady-state share is also derived: the
 purge time per deleted row over the ``on+purge`` time per event, i.e. the share when every event's
-row is eventually deleted. Figures are medians over the rounds;
-the added cost is ``on`` minus ``off`` per event, and the ratios are against ``off`` (``on+purge``
-also against ``on``). The inbox table's size per row (``pg_total_relation_size`` after ``VACUUM``,
+row is eventually deleted. Figures are medians over the rounds (several shorter runs rather than a
+few long ones, so that a burst of load from other processes on the machine moves one run, not the
+median); the added cost is ``on`` minus ``off`` per event, and the ratios are against ``off``
+(``on+purge`` also against ``on``). The inbox table's size per row (``pg_total_relation_size`` after ``VACUUM``,
 indexes included) is taken after the ``on`` runs. Everything else keeps its default (audit logging
 on, batch size 500), but the poll timeout is 0.05 s so that the last, partial batch does not wait a
 second.
@@ -78,8 +79,8 @@ say = reporter("bench-inbox")
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=5000, help="events per run (5000)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of the three variants, medians reported (3)")
+    parser.add_argument("--events", type=int, default=3000, help="events per run (3000)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the three variants, medians reported (5)")
     parser.add_argument("--fsync", action=argparse.BooleanOptionalAction, default=True,
                         help="PostgreSQL with fsync on, as in production (default), or off, as in the tests")
     parser.add_argument("--json", type=Path, help="also write the full results to this file")
