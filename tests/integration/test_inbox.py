@@ -16,7 +16,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from openedx_events.data import EventsMetadata
@@ -28,6 +27,7 @@ from edx_event_bus_kafka.internal.wire.headers import headers_from_metadata
 from edx_event_bus_kafka.internal.wire.serialization import encoder_for
 from edx_event_bus_kafka.testing import wait_for
 from tests.events import ENROLLMENT_KEY_FIELD, ENROLLMENT_SIGNAL
+from tests.support.databases import Database
 from tests.support.kafka import read_messages
 from tests.support.postgres import TemporaryPostgres
 from tests.support.producing import event_data, produce
@@ -45,33 +45,6 @@ def postgres():
         yield server
     finally:
         server.stop()
-
-
-class Database:
-    """One migrated database of the server, as one service's database; ``env`` points a process at it."""
-
-    def __init__(self, server: TemporaryPostgres, label: str):
-        self.server = server
-        self.name = f"{label}_{uuid.uuid4().hex[:8]}"
-        server.create_database(self.name)
-        self.env = {"TEST_POSTGRES_PORT": str(server.port), "TEST_POSTGRES_DB": self.name}
-        subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env={**os.environ, **self.env},
-                       check=True, timeout=120)
-
-    def rows(self, sql: str, *params: Any) -> list[tuple]:
-        with psycopg.connect(self.server.dsn(self.name)) as connection:
-            return list(connection.execute(sql, params).fetchall())
-
-    def effects(self) -> dict[str, list[int]]:
-        """Event id -> the attempt numbers of its effect rows (one entry per committed effect)."""
-        found: dict[str, list[int]] = {}
-        for event_id, attempt in self.rows("SELECT event_id, attempt FROM tests_eventeffect ORDER BY id"):
-            found.setdefault(event_id, []).append(attempt)
-        return found
-
-    def inbox(self, group: str) -> list[str]:
-        rows = self.rows("SELECT event_id FROM edx_event_bus_kafka_inboxevent WHERE consumer_group = %s", group)
-        return sorted(event_id for (event_id,) in rows)
 
 
 @pytest.fixture

@@ -37,6 +37,7 @@ from edx_event_bus_kafka.internal.kafka.seeking import offsets_at, parse_offset_
 from edx_event_bus_kafka.internal.runtime import monitoring
 from edx_event_bus_kafka.internal.runtime.audit import CONSUMED, CONSUMER_LOGGER, audit
 from edx_event_bus_kafka.internal.runtime.heartbeat import Heartbeat
+from edx_event_bus_kafka.internal.runtime.log_repeats import log_collapsed
 from edx_event_bus_kafka.internal.runtime.worker import (
     EXIT_CONFIG,
     EXIT_FATAL,
@@ -221,7 +222,7 @@ class KafkaEventConsumer(EventBusConsumer):
         elif self._refusals.reason is not None:
             return  # stopping anyway; "all brokers down" and the like add nothing to the refusal
         else:
-            logger.warning("Kafka consumer error (librdkafka retries by itself): %s", error)
+            log_collapsed(logger, logging.WARNING, f"Kafka consumer error (librdkafka retries by itself): {error}")
 
     # -- errors --------------------------------------------------------------------------------
 
