@@ -43,7 +43,7 @@ MATRIX_TESTS ?= tests/unit tests/integration/test_interop.py tests/integration/t
 TOX_ARGS ?=
 comma := ,
 
-.PHONY: help system-deps test test-apache kafka-jars test-matrix test-all quality docs demo broker bench bench-outbox bench-latency bench-parallel reference-venv upgrade requirements dev clean
+.PHONY: help system-deps test test-apache kafka-jars test-matrix test-all quality docs demo broker bench bench-outbox bench-latency bench-parallel bench-inbox soak reference-venv upgrade requirements dev clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -137,8 +137,14 @@ bench-outbox: $(VENV)/.installed-test system-deps $(BROKER_DEPS) ## outbox write
 bench-parallel: $(VENV)/.installed-test $(BROKER_DEPS) ## concurrency 16 vs 1 vs the reference, 5 ms receiver; memory under a backlog
 	$(BIN)/python benchmarks/parallel.py --broker $(BROKER) $(BENCH_ARGS)
 
+soak: $(VENV)/.installed-test system-deps kafka-jars ## chaos soak on Apache Kafka: kills, a broker restart, a registry outage; nothing lost
+	$(BIN)/python scripts/soak.py $(SOAK_ARGS)
+
 bench-latency: $(VENV)/.installed-test $(BROKER_DEPS) ## end-to-end latency at a steady rate, ours vs bare librdkafka
 	$(BIN)/python benchmarks/latency.py --broker $(BROKER) $(BENCH_ARGS)
+
+bench-inbox: $(VENV)/.installed-test system-deps $(BROKER_DEPS) ## deduplication's cost per event and purging's share, vs off
+	$(BIN)/python benchmarks/inbox.py --broker $(BROKER) $(BENCH_ARGS)
 
 reference-venv: $(VENV)/.installed-test ## build .venv-reference-pyXY: the reference release for this Python
 	$(BIN)/python -m tests.support.reference_venv

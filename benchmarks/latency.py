@@ -166,7 +166,7 @@ def run_ours(broker: KafkaTestBroker, args: argparse.Namespace, workdir: Path) -
             if not arrivals.exists():
                 return {}
             pairs = (line.split() for line in arrivals.read_text(encoding="utf-8").splitlines() if line.strip())
-            return {event_id: float(at) for event_id, at in pairs}
+            return {fields[0]: float(fields[1]) for fields in pairs}
 
         try:
             wait_for(lambda: len(arrived()) >= len(sent), timeout=60, interval=0.1, what="every event at the receiver")

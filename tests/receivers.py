@@ -6,6 +6,7 @@ event), ``always_fail``, ``sleep:S`` (take S seconds, to be interrupted by signa
 ``sleep_random:S`` (take a random time up to S seconds) or ``sleep_user:ID:S`` (take S seconds for
 the event of user ID only).
 ``TEST_ARRIVAL_LOG``: a file of ``<event id> <arrival time>`` lines (the latency benchmark's receiver).
+``TEST_EFFECT_MODE``: connects :func:`record_effect`, a receiver with a database effect (see there).
 """
 from __future__ import annotations
 
@@ -66,16 +67,72 @@ def record_event(sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
 
 
 _arrivals: Any = None
+_arrivals_lock = threading.Lock()
 
 
 def record_arrival(sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
-    """Note ``<event id> <time.time()>`` per event in TEST_ARRIVAL_LOG, flushed, not synced (for latency)."""
+    """Note ``<event id> <time.time()> <user id>`` per event in TEST_ARRIVAL_LOG, flushed, not synced.
+
+    With ``TEST_ARRIVAL_FAIL_EVERY=N``, the events of user ids divisible by N fail instead (the soak's
+    dead letters).
+    """
     global _arrivals  # noqa: PLW0603 -- one file per worker process
     arrived = time.time()
-    if _arrivals is None:
-        _arrivals = open(os.environ["TEST_ARRIVAL_LOG"], "a", encoding="utf-8")
-    _arrivals.write(f"{kwargs['metadata'].id} {arrived:.6f}\n")
-    _arrivals.flush()
+    user_id = kwargs["enrollment"].user.id
+    fail_every = int(os.environ.get("TEST_ARRIVAL_FAIL_EVERY") or 0)
+    if fail_every and user_id % fail_every == 0:
+        raise ReceiverFailure(f"failing event of user {user_id} on purpose")
+    with _arrivals_lock:
+        if _arrivals is None:
+            _arrivals = open(os.environ["TEST_ARRIVAL_LOG"], "a", encoding="utf-8")
+        _arrivals.write(f"{kwargs['metadata'].id} {arrived:.6f} {user_id}\n")
+        _arrivals.flush()
+
+
+def _effects_so_far(event_id: str) -> int:
+    return sum(1 for entry in read_log(os.environ["TEST_RECEIVER_LOG"])
+               if entry["id"] == event_id and entry["phase"] == "effect")
+
+
+def _wait_for_file(path: str, timeout: float = 120.0) -> None:
+    """Block until ``path`` exists: the test creates it to let the receiver go on."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise ReceiverFailure(f"{path} did not appear within {timeout} s")
+        time.sleep(0.01)
+
+
+def record_effect(sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
+    """Write one ``EventEffect`` row for the event, log ``effect``, then behave as TEST_EFFECT_MODE says.
+
+    ``ok``; ``fail_first:N`` (raise after writing, on the first N attempts of each event);
+    ``hang_after_commit`` (once the transaction holding the row commits, log ``committed`` and hang,
+    so the offset is never committed: the test kills the worker there); ``hold:PATH`` (log
+    ``holding`` and wait, inside the transaction, until PATH exists).
+    """
+    from django.db import transaction
+
+    from tests.models import EventEffect
+
+    metadata = kwargs["metadata"]
+    event_id = str(metadata.id)
+    attempt = _effects_so_far(event_id) + 1
+    EventEffect.objects.create(event_id=event_id, user_id=kwargs["enrollment"].user.id, attempt=attempt,
+                               pid=os.getpid())
+    entry = {"id": event_id, "attempt": attempt, "pid": os.getpid(), "time": time.time()}
+    _log({**entry, "phase": "effect"})
+    mode = os.environ["TEST_EFFECT_MODE"]
+    if mode.startswith("fail_first:") and attempt <= int(mode.split(":", 1)[1]):
+        raise ReceiverFailure(f"failing attempt {attempt} on {event_id} after writing its effect")
+    if mode == "hang_after_commit":
+        def hang() -> None:
+            _log({**entry, "phase": "committed"})
+            threading.Event().wait()  # the test kills the worker here, before the offset is committed
+        transaction.on_commit(hang)
+    if mode.startswith("hold:"):
+        _log({**entry, "phase": "holding"})
+        _wait_for_file(mode.split(":", 1)[1])
 
 
 def read_log(path: str) -> list[dict[str, Any]]:

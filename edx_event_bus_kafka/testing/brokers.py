@@ -66,7 +66,11 @@ def free_loopback_port() -> int:
 
 
 def die_with_parent() -> None:
-    """In a child process: ask Linux to SIGTERM it when the process that started it dies."""
+    """In a child process: ask Linux to SIGTERM it when the process that started it dies.
+
+    Linux ties this to the *thread* that started the child: start brokers from the main thread (or
+    a thread that outlives them), or they stop when that thread ends.
+    """
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         pr_set_pdeathsig = 1
@@ -131,7 +135,8 @@ class KafkaTestBroker(ABC):
     ``start()`` returns once the broker answers a metadata request; ``stop()`` ends it (a bounded
     wait, then a kill); ``restart()`` starts it again on the same port so connected clients
     reconnect; ``close()`` stops it for good and frees its storage. Brokers also stop when the
-    interpreter exits or their parent process dies. Whether data survives a stop differs: see
+    interpreter exits or their parent process dies (or the thread that started them ends: start and
+    restart them from the main thread). Whether data survives a stop differs: see
     :attr:`keeps_data_on_restart`.
     """
 

@@ -102,3 +102,28 @@ def test_status__as_a_process_and_unknown_topic(known_state):
                              check=False)
     assert missing.returncode != 0
     assert "topic 'no-such-topic' does not exist" in missing.stderr
+
+
+@pytest.mark.django_db
+def test_status__shows_the_groups_inbox_size_and_oldest_row(known_state, settings):
+    """With deduplication on, the report has the group's inbox rows, the table's rows and the oldest row's age."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from edx_event_bus_kafka.models import InboxEvent
+
+    _bootstrap, topic, group = known_state
+    settings.EVENT_BUS_KAFKA_CONSUMER_DEDUPLICATION = {group: True}
+    for event_id, owner, hours in (("a", group, 5), ("b", group, 1), ("c", "someone-else", 9)):
+        InboxEvent.objects.create(consumer_group=owner, event_id=event_id, topic=topic, kafka_partition=0,
+                                  kafka_offset=0, processed_at=timezone.now() - timedelta(hours=hours))
+    out = io.StringIO()
+    call_command("event_bus_status", "-t", topic, "-g", group, "--json", stdout=out)
+    inbox = json.loads(out.getvalue())["inbox"]
+    assert (inbox["deduplication"], inbox["group_rows"], inbox["table_rows"]) == ("on", 2, 3)
+    assert 5 * 3600 - 60 < inbox["oldest_age_sec"] < 5 * 3600 + 60
+    table = io.StringIO()
+    call_command("event_bus_status", "-t", topic, "-g", group, stdout=table)
+    assert "Inbox (deduplication on): 2 events remembered for this group, oldest processed 18" in table.getvalue()
+    assert "; 3 rows in the table; retention 604800 s" in table.getvalue()

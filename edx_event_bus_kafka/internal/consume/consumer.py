@@ -31,12 +31,14 @@ from edx_event_bus_kafka.internal.dead_letters.writer import (
     provenance_headers,
 )
 from edx_event_bus_kafka.internal.errors import ConfigurationError, DeadLetterError, InvalidSetting
+from edx_event_bus_kafka.internal.inbox.deduplication import Deduplicator
 from edx_event_bus_kafka.internal.kafka.commits import DoneOffsets
 from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch
 from edx_event_bus_kafka.internal.kafka.seeking import parse_offset_time
 from edx_event_bus_kafka.internal.runtime import monitoring
 from edx_event_bus_kafka.internal.runtime.audit import CONSUMED, CONSUMER_LOGGER, audit
 from edx_event_bus_kafka.internal.runtime.heartbeat import Heartbeat
+from edx_event_bus_kafka.internal.runtime.log_repeats import log_collapsed
 from edx_event_bus_kafka.internal.runtime.worker import (
     EXIT_CONFIG,
     EXIT_FATAL,
@@ -93,6 +95,7 @@ class KafkaEventConsumer(EventBusConsumer):
         self._parallel: Any = None  # the ParallelLoop, when EVENT_BUS_KAFKA_CONSUMER_CONCURRENCY > 1
         self.offsets = DoneOffsets()
         self._assigned: set[int] = set()
+        self.inbox: Deduplicator | None = None  # EVENT_BUS_KAFKA_CONSUMER_DEDUPLICATION
         try:
             unknown = sorted(set(options) - set(KNOWN_OPTIONS))
             if unknown:
@@ -110,6 +113,7 @@ class KafkaEventConsumer(EventBusConsumer):
             self.policy = ErrorPolicy.from_settings(self.settings)
             self.concurrency = _option(options, "concurrency", self.settings.consumer_concurrency, positive_int)
             self.ordering = _option(options, "ordering", self.settings.consumer_ordering, choice(*ORDERINGS))
+            self.inbox = Deduplicator.for_group(group_id, self.settings)
         except ConfigurationError as error:
             self.problem = error
             logger.error("Kafka event consumer for topic %r, group %r cannot start: %s", topic, group_id, error)
@@ -176,6 +180,8 @@ class KafkaEventConsumer(EventBusConsumer):
                     elif not self._handle(message):
                         break
                 self.offsets.commit_async(self.consumer)
+                if self.inbox is not None:
+                    self.inbox.between_batches()
             except _TooManyErrors:
                 logger.error("Too many consecutive errors, exiting (%d in a row)", self._errors.count)
                 return EXIT_TOO_MANY_ERRORS
@@ -220,7 +226,7 @@ class KafkaEventConsumer(EventBusConsumer):
         elif self._refusals.reason is not None:
             return  # stopping anyway; "all brokers down" and the like add nothing to the refusal
         else:
-            logger.warning("Kafka consumer error (librdkafka retries by itself): %s", error)
+            log_collapsed(logger, logging.WARNING, f"Kafka consumer error (librdkafka retries by itself): {error}")
 
     # -- errors --------------------------------------------------------------------------------
 
@@ -256,8 +262,7 @@ class KafkaEventConsumer(EventBusConsumer):
             try:
                 prepare_for_new_work_cycle()
                 if not self._skipped(message, headers):
-                    signal, event_data, metadata = decode_message(message, headers)
-                    emit(signal, event_data, metadata)
+                    self.deliver(message, *decode_message(message, headers))
                 self.offsets.done(message)
                 self._errors.succeeded()
                 self.heartbeat.beat()
@@ -267,6 +272,16 @@ class KafkaEventConsumer(EventBusConsumer):
                 outcome = self._failed(message, headers, error, attempts)
                 if outcome is not None:
                     return outcome
+
+    def deliver(self, message: Any, signal: Any, event_data: dict[str, Any], metadata: Any) -> None:
+        """Emit a decoded event; through the inbox (which skips duplicates) when the group deduplicates.
+
+        Called by the sequential loop and by the parallel loop's threads. Raises what ``emit`` raises.
+        """
+        if self.inbox is not None:
+            self.inbox.emit(message, signal, event_data, metadata)
+        else:
+            emit(signal, event_data, metadata)
 
     def _skipped(self, message: Any, headers: list) -> bool:
         """Messages of types we were asked not to consume, or re-driven for another group, are not ours."""
@@ -393,6 +408,8 @@ class KafkaEventConsumer(EventBusConsumer):
             self.heartbeat.clear()
             if self._dead_letters is not None:
                 self._dead_letters.close()
+            if self.inbox is not None:
+                logger.info("Deduplication in group %r: %s", self.group_id, self.inbox.summary())
             logger.info("Consumer for full_topic=%r consumer_group=%r closed", self.full_topic, self.group_id)
 
 

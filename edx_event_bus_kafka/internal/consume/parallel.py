@@ -26,7 +26,6 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from edx_event_bus_kafka.internal.consume.dispatch import emit
 from edx_event_bus_kafka.internal.consume.frontier import DoneFrontier, TopicPartition
 from edx_event_bus_kafka.internal.consume.lanes import Lanes, Work
 from edx_event_bus_kafka.internal.consume.work_cycle import prepare_for_new_work_cycle
@@ -98,6 +97,8 @@ class ParallelLoop:
                 self._take_in(message)
             self._apply_backpressure()
             self._commit_frontier()
+            if owner.inbox is not None:
+                owner.inbox.between_batches()  # purge expired inbox rows when due, in this thread
             finished = self._finished
             if finished != last_beat or self.lanes.waiting == 0:  # progress, or nothing to make progress on
                 owner.heartbeat.beat()
@@ -217,8 +218,7 @@ class ParallelLoop:
         monitoring.set_message_attributes(owner.full_topic, work.message, work.headers)
         try:
             prepare_for_new_work_cycle()
-            signal, event_data, metadata = decode_message(work.message, work.headers)
-            emit(signal, event_data, metadata)
+            owner.deliver(work.message, *decode_message(work.message, work.headers))
         except Exception as error:  # noqa: BLE001 -- every failure goes through the error policy
             work.attempts += 1
             try:

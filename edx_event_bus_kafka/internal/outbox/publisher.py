@@ -29,6 +29,7 @@ from openedx_events.tooling import OpenEdxPublicSignal
 from edx_event_bus_kafka.internal.errors import PermanentRowError
 from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch
 from edx_event_bus_kafka.internal.produce.delivery import OutgoingEvent
+from edx_event_bus_kafka.internal.runtime.log_repeats import log_collapsed
 from edx_event_bus_kafka.internal.settings.clients import get_full_topic, producer_client_config
 from edx_event_bus_kafka.internal.settings.declarations import EventBusSettings, get_settings
 from edx_event_bus_kafka.internal.wire.headers import headers_from_metadata
@@ -96,7 +97,8 @@ class OutboxPublisher:
 
     def _on_client_error(self, error: Any) -> None:
         if not self.refusals.seen(error):
-            logger.warning("Kafka outbox publisher error (librdkafka retries by itself): %s", error)
+            log_collapsed(logger, logging.WARNING,
+                          f"Kafka outbox publisher error (librdkafka retries by itself): {error}")
 
     def publish_batch(self) -> BatchResult:
         """Take the oldest pending rows (locked), publish, wait for acks, mark; one transaction."""

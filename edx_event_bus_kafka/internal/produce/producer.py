@@ -25,6 +25,7 @@ from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch
 from edx_event_bus_kafka.internal.produce import shutdown
 from edx_event_bus_kafka.internal.produce.delivery import DeliveryRecorder, OutgoingEvent, PendingEvent, ProducerStats
 from edx_event_bus_kafka.internal.runtime.audit import PRODUCER_LOGGER
+from edx_event_bus_kafka.internal.runtime.log_repeats import log_collapsed
 from edx_event_bus_kafka.internal.settings.clients import get_full_topic, producer_client_config
 from edx_event_bus_kafka.internal.settings.declarations import EventBusSettings, get_settings, on_settings_changed
 from edx_event_bus_kafka.internal.wire.headers import headers_from_metadata
@@ -81,7 +82,7 @@ class KafkaEventProducer(EventBusProducer):
             logger.error("Fatal Kafka producer error, the client will be rebuilt: %s", error)
             self._fatal_error = error
         else:
-            logger.warning("Kafka producer error (librdkafka retries by itself): %s", error)
+            log_collapsed(logger, logging.WARNING, f"Kafka producer error (librdkafka retries by itself): {error}")
 
     def _rebuild_client_if_fatal(self) -> None:
         if self._fatal_error is None:

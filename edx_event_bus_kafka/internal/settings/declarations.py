@@ -21,6 +21,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from edx_event_bus_kafka.internal.errors import ConfigurationError, InvalidSetting
+from edx_event_bus_kafka.internal.settings.inbox import DeduplicationScope, consumer_deduplication, optional_seconds
 from edx_event_bus_kafka.internal.settings.librdkafka_options import check_librdkafka_options
 from edx_event_bus_kafka.internal.settings.parsers import (
     Parser,
@@ -356,6 +357,39 @@ class EventBusSettings:
         "EVENT_BUS_KAFKA_CONSUMER_BATCH_SIZE", 500, positive_int,
         "Most messages one consumer poll returns. Offsets are committed once per batch (and on "
         "shutdown and rebalance), so a larger batch means fewer commits.",
+        reference=False,
+    )
+    consumer_deduplication: DeduplicationScope = setting(
+        "EVENT_BUS_KAFKA_CONSUMER_DEDUPLICATION", False, consumer_deduplication,
+        "Skip events a consumer group has already processed (the inbox; see the deduplication how-to). "
+        "``False``: no group deduplicates. ``True``: every group, every event type. A dict of consumer "
+        "group id to ``True``, ``False`` or a list of event types, for example ``{'credentials': True, "
+        "'notes': ['org.openedx.learning.course.enrollment.changed.v1']}``: only those groups (and "
+        "types). A deduplicated event's receivers run in one transaction on "
+        "``EVENT_BUS_KAFKA_TRANSACTION_DATABASE`` with the insert of ``(group, event id)`` into the "
+        "inbox table, so their database writes happen once per event; an event id already there is "
+        "skipped. Needs the app's migration.",
+        reference=False,
+    )
+    inbox_retention_sec: float = setting(
+        "EVENT_BUS_KAFKA_INBOX_RETENTION_SEC", 7 * 24 * 3600.0, number(minimum=0.0, inclusive=False),
+        "How long, in seconds, the inbox remembers a processed event. A copy delivered later than this "
+        "after the first was processed is processed again, so keep it longer than the longest "
+        "redelivery window (by default 7 days, the default retention of a Kafka topic). Older rows "
+        "are deleted by the workers (``EVENT_BUS_KAFKA_INBOX_PURGE_INTERVAL_SEC``) and by "
+        "``./manage.py purge_event_bus_inbox``.",
+        reference=False,
+    )
+    inbox_purge_interval_sec: float | None = setting(
+        "EVENT_BUS_KAFKA_INBOX_PURGE_INTERVAL_SEC", 60.0, optional_seconds("never"),
+        "How often, in seconds, a deduplicating ``consume_events`` worker deletes one batch of inbox "
+        "rows older than the retention, between two batches of messages (and again at once while "
+        "it finds a full batch). ``None``: workers never purge; run ``purge_event_bus_inbox`` instead.",
+        reference=False,
+    )
+    inbox_purge_batch_size: int = setting(
+        "EVENT_BUS_KAFKA_INBOX_PURGE_BATCH_SIZE", 1000, positive_int,
+        "Most inbox rows one purge deletes in one database transaction.",
         reference=False,
     )
 
