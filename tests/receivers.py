@@ -4,7 +4,8 @@
 ``TEST_RECEIVER_MODE``: ``ok`` (default), ``fail_first:N`` (raise on the first N attempts of each
 event), ``always_fail``, ``sleep:S`` (take S seconds, to be interrupted by signals),
 ``sleep_random:S`` (take a random time up to S seconds) or ``sleep_user:ID:S`` (take S seconds for
-the event of user ID only).
+the event of user ID only), ``db_down_until:PATH`` (raise Django's ``OperationalError``, as with
+the database gone, until PATH exists).
 ``TEST_ARRIVAL_LOG``: a file of ``<event id> <arrival time>`` lines (the latency benchmark's receiver).
 ``TEST_EFFECT_MODE``: connects :func:`record_effect`, a receiver with a database effect (see there).
 """
@@ -53,6 +54,10 @@ def record_event(sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
     mode = os.environ.get("TEST_RECEIVER_MODE", "ok")
     if mode == "always_fail":
         raise ReceiverFailure(f"always failing on {event_id}")
+    if mode.startswith("db_down_until:") and not os.path.exists(mode.split(":", 1)[1]):
+        from django.db import OperationalError
+
+        raise OperationalError(f"connection refused (test: the database is down) on {event_id}")
     if mode.startswith("fail_first:") and attempt <= int(mode.split(":", 1)[1]):
         raise ReceiverFailure(f"failing attempt {attempt} on {event_id}")
     if mode.startswith("sleep:"):

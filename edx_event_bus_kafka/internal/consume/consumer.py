@@ -1,19 +1,24 @@
 """``KafkaEventConsumer``: consume a topic and re-emit each event as its Django signal, at least once.
 
-The loop is a small state machine over batches of messages::
+The poll loop (``parallel.ParallelLoop``) only fetches, hands messages to worker threads and
+commits; the threads do, per message::
 
-    poll batch -> for each message: prepare -> decode -> emit -> settle -> commit batch (async)
+    prepare -> decode -> emit -> settle
 
 Settling marks a message done (its offset becomes committable) when its receivers succeeded, when
 it was dead-lettered, or when it is deliberately skipped. A failure is classified by the
 :class:`ErrorPolicy` (retry / dead-letter / skip); the loop only carries out decisions. Nothing is
-committed for a message that is not done, so a crash or kill re-delivers it.
+committed for a message that is not done, so a crash or kill re-delivers it. A retry waits in its
+lane, never in the poll loop, so the worker keeps polling, heartbeating and serving rebalances
+however long a retry takes (librdkafka's ``max.poll.interval.ms`` is never exceeded by a retry).
+With the default concurrency of 1, one thread processes one message at a time in partition order.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from openedx_events.event_bus import EventBusConsumer
@@ -23,7 +28,6 @@ from edx_event_bus_kafka.internal.consume.error_policy import Action, ErrorPolic
 from edx_event_bus_kafka.internal.consume.lanes import ORDERINGS
 from edx_event_bus_kafka.internal.consume.parallel import ParallelLoop
 from edx_event_bus_kafka.internal.consume.replay import Replay
-from edx_event_bus_kafka.internal.consume.work_cycle import prepare_for_new_work_cycle
 from edx_event_bus_kafka.internal.dead_letters.writer import (
     REDRIVE_GROUP,
     DeadLetterWriter,
@@ -32,7 +36,6 @@ from edx_event_bus_kafka.internal.dead_letters.writer import (
 )
 from edx_event_bus_kafka.internal.errors import ConfigurationError, DeadLetterError, InvalidSetting
 from edx_event_bus_kafka.internal.inbox.deduplication import Deduplicator
-from edx_event_bus_kafka.internal.kafka.commits import DoneOffsets
 from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch
 from edx_event_bus_kafka.internal.kafka.seeking import parse_offset_time
 from edx_event_bus_kafka.internal.runtime import monitoring
@@ -41,9 +44,7 @@ from edx_event_bus_kafka.internal.runtime.heartbeat import Heartbeat
 from edx_event_bus_kafka.internal.runtime.log_repeats import log_collapsed
 from edx_event_bus_kafka.internal.runtime.worker import (
     EXIT_CONFIG,
-    EXIT_FATAL,
     EXIT_OK,
-    EXIT_TOO_MANY_ERRORS,
     ConsecutiveErrors,
     WorkerExit,
     stop_on_signals,
@@ -51,7 +52,6 @@ from edx_event_bus_kafka.internal.runtime.worker import (
 from edx_event_bus_kafka.internal.settings.clients import consumer_client_config, get_full_topic
 from edx_event_bus_kafka.internal.settings.declarations import get_settings
 from edx_event_bus_kafka.internal.settings.parsers import choice, positive_int
-from edx_event_bus_kafka.internal.wire.decode import decode_message
 from edx_event_bus_kafka.internal.wire.headers import HEADER_EVENT_TYPE, HEADER_ID, header_values, single_header
 
 logger = logging.getLogger(CONSUMER_LOGGER)
@@ -92,8 +92,8 @@ class KafkaEventConsumer(EventBusConsumer):
         self._errors = ConsecutiveErrors(None)
         self._dead_letters: DeadLetterWriter | None = None
         self._dead_letter_lock = threading.Lock()
-        self._parallel: Any = None  # the ParallelLoop, when EVENT_BUS_KAFKA_CONSUMER_CONCURRENCY > 1
-        self.offsets = DoneOffsets()
+        self._parallel: ParallelLoop | None = None  # the poll loop and its worker threads, while running
+        self.commit_metadata: str | None = None  # goes with every offset commit (a replay's marker)
         self._assigned: set[int] = set()
         self.inbox: Deduplicator | None = None  # EVENT_BUS_KAFKA_CONSUMER_DEDUPLICATION
         try:
@@ -146,54 +146,25 @@ class KafkaEventConsumer(EventBusConsumer):
         self.consumer = self._new_consumer()
         if self.offset_time is not None or self.from_beginning:  # --offset-time wins over --from-beginning
             self._replay = Replay(self.full_topic, self.offset_time)
-            self.offsets.metadata = self._replay.marker  # every commit says the replay was done (see replay)
+            self.commit_metadata = self._replay.marker  # every commit says the replay was done (see replay)
         self.consumer.subscribe(
             [self.full_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
         logger.info("Running consumer for full_topic=%r consumer_group=%r", self.full_topic, self.group_id)
+        # One thread processes one message at a time per partition, as the reference does.
+        ordering = self.ordering if self.concurrency > 1 else "partition"
+        self._parallel = ParallelLoop(self, self.concurrency, ordering, self.settings.consumer_max_in_flight)
         try:
-            if self.concurrency > 1:
-                self._parallel = ParallelLoop(self, self.concurrency, self.ordering,
-                                              self.settings.consumer_max_in_flight)
-                return self._parallel.run()
-            return self._loop()
+            return self._parallel.run()
         finally:
             self._close()
 
-    def _loop(self) -> int:
-        batch_size = self.settings.consumer_batch_size
-        poll_timeout = self.settings.consumer_poll_timeout
-        while not self._stop.is_set():
-            if self._refusals.reason is not None:
-                return EXIT_CONFIG  # logged by the watch; only new settings can help
-            if self._fatal_error is not None:
-                logger.error("Fatal Kafka consumer error, exiting: %s", self._fatal_error)
-                return EXIT_FATAL
-            try:
-                messages = self._next_batch(batch_size, poll_timeout)
-                self.heartbeat.beat()
-                for message in messages:
-                    if self._stop.is_set():
-                        break  # the rest of the batch is not done, hence not committed
-                    if message.error() is not None:
-                        self._poll_error(message.error())
-                    elif not self._handle(message):
-                        break
-                self.offsets.commit_async(self.consumer)
-                if self.inbox is not None:
-                    self.inbox.between_batches()
-            except _TooManyErrors:
-                logger.error("Too many consecutive errors, exiting (%d in a row)", self._errors.count)
-                return EXIT_TOO_MANY_ERRORS
-        if self._refusals.reason is not None:
-            return EXIT_CONFIG
-        return EXIT_FATAL if self._fatal_error is not None else EXIT_OK
-
-    def _next_batch(self, batch_size: int, poll_timeout: float) -> list[Any]:
+    def _next_batch(self, batch_size: int, poll_timeout: float, wake: Callable[[], bool] | None = None) -> list[Any]:
         """Whatever is ready now, up to ``batch_size``; if nothing is, wait up to ``poll_timeout`` for one.
 
         ``consume(n, timeout)`` alone would hold a ready message back until ``n`` arrived or the
-        timeout passed, adding up to a second of latency at low traffic.
+        timeout passed, adding up to a second of latency at low traffic. The wait also ends early
+        when ``wake()`` says the caller has something to do (a commit that is due).
         """
         messages = self.consumer.consume(num_messages=batch_size, timeout=0)
         if messages:
@@ -203,7 +174,7 @@ class KafkaEventConsumer(EventBusConsumer):
         first = None
         while first is None and not self._stop.is_set():
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or (wake is not None and wake()):
                 return []
             first = self.consumer.poll(min(remaining, STOP_CHECK_SEC))
         if first is None:
@@ -252,31 +223,10 @@ class KafkaEventConsumer(EventBusConsumer):
 
     # -- one message ---------------------------------------------------------------------------
 
-    def _handle(self, message: Any) -> bool:
-        """Process one message until it is done; False if the loop must stop first (not done)."""
-        headers = message.headers() or []
-        self._audit_received(message, headers)
-        monitoring.set_message_attributes(self.full_topic, message, headers)
-        attempts = 0
-        while True:
-            try:
-                prepare_for_new_work_cycle()
-                if not self._skipped(message, headers):
-                    self.deliver(message, *decode_message(message, headers))
-                self.offsets.done(message)
-                self._errors.succeeded()
-                self.heartbeat.beat()
-                return True
-            except Exception as error:  # noqa: BLE001 -- every failure goes through the error policy
-                attempts += 1
-                outcome = self._failed(message, headers, error, attempts)
-                if outcome is not None:
-                    return outcome
-
     def deliver(self, message: Any, signal: Any, event_data: dict[str, Any], metadata: Any) -> None:
         """Emit a decoded event; through the inbox (which skips duplicates) when the group deduplicates.
 
-        Called by the sequential loop and by the parallel loop's threads. Raises what ``emit`` raises.
+        Called by the loop's worker threads. Raises what ``emit`` raises.
         """
         if self.inbox is not None:
             self.inbox.emit(message, signal, event_data, metadata)
@@ -295,20 +245,12 @@ class KafkaEventConsumer(EventBusConsumer):
             return True
         return False
 
-    def _failed(self, message: Any, headers: list, error: Exception, attempts: int) -> bool | None:
-        """Carry out the policy's decision: True (done), False (stop, not done) or None (try again)."""
-        delay = self.settle_failure(message, headers, error, attempts)
-        if delay is None:
-            self.offsets.done(message)
-            return True
-        return False if self._stop.wait(delay) else None
-
     def settle_failure(self, message: Any, headers: list, error: Exception, attempts: int) -> float | None:
         """Log a failed attempt and carry out the policy's decision for it.
 
         Returns None when the message is done (skipped, or dead-lettered with the broker's
-        acknowledgement), else the seconds to wait before the next attempt. Shared by the
-        sequential loop, which waits, and the parallel one, which schedules the retry.
+        acknowledgement), else the seconds to wait before the next attempt, which the loop schedules
+        in the message's lane.
 
         Raises:
             _TooManyErrors: the consecutive-errors limit was reached.
@@ -376,12 +318,6 @@ class KafkaEventConsumer(EventBusConsumer):
     def _on_revoke(self, consumer: Any, partitions: list) -> None:
         if self._parallel is not None:
             self._parallel.revoked(partitions)
-        else:
-            try:
-                self.offsets.commit_sync(consumer, partitions)
-            except Exception:
-                logger.exception("Could not commit offsets of revoked partitions; their messages will be re-delivered")
-        self.offsets.forget(partitions)
         self._assigned.difference_update(p.partition for p in partitions)
         logger.info("Revoked partitions %s; consuming partitions %s",
                     sorted(p.partition for p in partitions), sorted(self._assigned))
@@ -391,15 +327,12 @@ class KafkaEventConsumer(EventBusConsumer):
         logger.warning("Lost partitions %s; uncommitted messages will be re-delivered", lost)
         if self._parallel is not None:
             self._parallel.lost(partitions)
-        self.offsets.forget(partitions)
         self._assigned.difference_update(lost)
 
     def _close(self) -> None:
         try:
             if self._parallel is not None:
                 self._parallel.commit_final()
-            else:
-                self.offsets.commit_sync(self.consumer)
         except Exception:
             logger.exception("Could not commit final offsets; the last messages will be re-delivered")
         try:

@@ -68,6 +68,11 @@ class DoneFrontier:
                 self._changed.add(partition)
             return True
 
+    def has_changes(self) -> bool:
+        """Whether some partition's frontier moved since the last :meth:`commits`."""
+        with self._lock:
+            return bool(self._changed)
+
     def commits(self, *, only_changed: bool = True) -> dict[TopicPartition, int]:
         """The frontier of each partition (that moved since the last call, by default)."""
         with self._lock:

@@ -1,13 +1,17 @@
-"""Key-ordered parallel consumption: one worker process, N threads, per-key order, frontier commits.
+"""The consumer's loop: one poll thread, N worker threads, per-key (or partition) order, frontier commits.
 
-With ``EVENT_BUS_KAFKA_CONSUMER_CONCURRENCY`` above 1, the poll loop (the main thread) only fetches,
-hands messages to :class:`~edx_event_bus_kafka.internal.consume.lanes.Lanes`, and commits; N worker
-threads decode and emit. Guarantees:
+The poll loop (the main thread) only fetches, hands messages to
+:class:`~edx_event_bus_kafka.internal.consume.lanes.Lanes`, and commits; N worker threads
+(``EVENT_BUS_KAFKA_CONSUMER_CONCURRENCY``, 1 by default, then in partition order) decode and emit.
+Guarantees:
 
 * **Order**: messages of one lane (same key within a partition, by default) are processed one at a
   time, in offset order; a message under retry holds back only its own lane.
 * **At least once**: per partition only the done frontier is committed (see ``frontier``), so a
   crash re-delivers every message that was not done, and nothing after it is lost.
+* **Bounded redelivery**: the frontier is committed once ``EVENT_BUS_KAFKA_CONSUMER_COMMIT_EVERY_MESSAGES``
+  messages are done or ``EVENT_BUS_KAFKA_CONSUMER_COMMIT_INTERVAL_SEC`` after one was, whichever comes
+  first, so a kill -9 re-delivers at most about that many finished messages.
 * **Bounded memory**: at ``EVENT_BUS_KAFKA_CONSUMER_MAX_IN_FLIGHT`` messages held, fetching pauses;
   it resumes at half of that.
 * **The poll loop never waits on receivers**: heartbeats and rebalance callbacks are served while
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from edx_event_bus_kafka.internal.consume.frontier import DoneFrontier, TopicPartition
@@ -56,6 +61,8 @@ class ParallelLoop:
         self._paused = False
         self._finished = 0  # messages done so far (heartbeat: the loop is making progress)
         self._finished_lock = threading.Lock()
+        self._finished_at_commit = 0  # ``_finished`` when the frontier was last committed
+        self._last_commit = time.monotonic()
         self._threads: list[threading.Thread] = []
 
     # -- the poll loop (main thread) -------------------------------------------------------------
@@ -81,6 +88,16 @@ class ParallelLoop:
                 thread.join(timeout=1)
 
     def _poll(self) -> int:
+        from edx_event_bus_kafka.internal.consume.consumer import _TooManyErrors
+
+        try:
+            return self._poll_until_stopped()
+        except _TooManyErrors:  # poll errors count too
+            self.too_many_errors = True
+            logger.error("Too many consecutive errors, exiting (%d in a row)", self.owner._errors.count)
+            return EXIT_TOO_MANY_ERRORS
+
+    def _poll_until_stopped(self) -> int:
         owner = self.owner
         settings = owner.settings
         last_beat = -1
@@ -91,12 +108,13 @@ class ParallelLoop:
                 logger.error("Fatal Kafka consumer error, exiting: %s", owner._fatal_error)
                 return EXIT_FATAL
             if self.too_many_errors:
-                logger.error("Too many consecutive errors, exiting (%d in a row)", owner._errors.count)
-                return EXIT_TOO_MANY_ERRORS
-            for message in owner._next_batch(settings.consumer_batch_size, settings.consumer_poll_timeout):
+                break
+            for message in owner._next_batch(settings.consumer_batch_size, settings.consumer_poll_timeout,
+                                             wake=self._commit_due):
                 self._take_in(message)
             self._apply_backpressure()
-            self._commit_frontier()
+            if self._commit_due():
+                self._commit_frontier()
             if owner.inbox is not None:
                 owner.inbox.between_batches()  # purge expired inbox rows when due, in this thread
             finished = self._finished
@@ -106,6 +124,7 @@ class ParallelLoop:
         if owner._refusals.reason is not None:
             return EXIT_CONFIG
         if self.too_many_errors:
+            logger.error("Too many consecutive errors, exiting (%d in a row)", owner._errors.count)
             return EXIT_TOO_MANY_ERRORS
         return EXIT_FATAL if owner._fatal_error is not None else EXIT_OK
 
@@ -153,12 +172,24 @@ class ParallelLoop:
             consumer.pause(assignment)
         self._paused = True
 
+    def _commit_due(self) -> bool:
+        """Enough messages done since the last commit, or one done long enough ago."""
+        done_since = self._finished - self._finished_at_commit
+        if done_since <= 0:
+            return self.frontier.has_changes()  # skipped messages move the frontier too
+        settings = self.owner.settings
+        return (done_since >= settings.consumer_commit_every_messages
+                or time.monotonic() - self._last_commit >= settings.consumer_commit_interval_sec)
+
     def _commit_frontier(self, *, wait: bool = False, partitions: set[TopicPartition] | None = None) -> None:
+        if partitions is None:
+            self._finished_at_commit = self._finished
+            self._last_commit = time.monotonic()
         found = self.frontier.commits(only_changed=not wait)
         if partitions is not None:
             found = {tp: offset for tp, offset in found.items() if tp in partitions}
         if found:
-            offsets = positions(found, self.owner.offsets.metadata)  # the sequential loop's commit metadata too
+            offsets = positions(found, self.owner.commit_metadata)
             self.owner.consumer.commit(offsets=offsets, asynchronous=not wait)
 
     # -- rebalances and the end (called by the consumer, in the poll thread) ---------------------

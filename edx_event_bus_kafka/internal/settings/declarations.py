@@ -274,8 +274,8 @@ class EventBusSettings:
     consumer_retry_backoff_sec: float = setting(
         "EVENT_BUS_KAFKA_CONSUMER_RETRY_BACKOFF_SEC", 1.0, number(minimum=0.0, inclusive=True),
         "Delay, in seconds, before the first retry of a failed message; it doubles for each further "
-        "retry up to ``EVENT_BUS_KAFKA_CONSUMER_RETRY_BACKOFF_MAX_SEC``. Keep the total well under "
-        "the consumer's ``max.poll.interval.ms`` (300 s by default).",
+        "retry up to ``EVENT_BUS_KAFKA_CONSUMER_RETRY_BACKOFF_MAX_SEC``. The worker keeps polling while "
+        "a retry waits, so retries may take longer than ``max.poll.interval.ms``.",
         reference=False,
     )
     consumer_retry_backoff_max_sec: float = setting(
@@ -334,10 +334,10 @@ class EventBusSettings:
     consumer_concurrency: int = setting(
         "EVENT_BUS_KAFKA_CONSUMER_CONCURRENCY", 1, positive_int,
         "Threads that process messages in each ``consume_events`` worker (``--concurrency``). ``1`` "
-        "processes one message at a time, as the reference does. Above 1, messages are processed "
-        "concurrently in the order ``EVENT_BUS_KAFKA_CONSUMER_ORDERING`` keeps, and per partition only "
-        "the offset up to which everything is done is committed. For I/O-bound receivers (database, "
-        "HTTP); CPU-bound ones gain nothing under the GIL.",
+        "processes one message at a time in partition order, as the reference does (but a retry "
+        "holds back only its own partition, and the worker keeps polling while it waits). Above 1, "
+        "messages are processed concurrently in the order ``EVENT_BUS_KAFKA_CONSUMER_ORDERING`` keeps. "
+        "For I/O-bound receivers (database, HTTP); CPU-bound ones gain nothing under the GIL.",
         reference=False,
     )
     consumer_ordering: str = setting(
@@ -349,14 +349,27 @@ class EventBusSettings:
     )
     consumer_max_in_flight: int = setting(
         "EVENT_BUS_KAFKA_CONSUMER_MAX_IN_FLIGHT", 1000, positive_int,
-        "With concurrency above 1, the most messages a worker holds (being processed or waiting for "
+        "The most messages a worker holds (being processed or waiting for "
         "their turn) before it pauses fetching; it resumes at half. Bounds memory under any backlog.",
         reference=False,
     )
     consumer_batch_size: int = setting(
         "EVENT_BUS_KAFKA_CONSUMER_BATCH_SIZE", 500, positive_int,
-        "Most messages one consumer poll returns. Offsets are committed once per batch (and on "
-        "shutdown and rebalance), so a larger batch means fewer commits.",
+        "Most messages one consumer poll returns (fetching pauses anyway at "
+        "``EVENT_BUS_KAFKA_CONSUMER_MAX_IN_FLIGHT`` messages held).",
+        reference=False,
+    )
+    consumer_commit_every_messages: int = setting(
+        "EVENT_BUS_KAFKA_CONSUMER_COMMIT_EVERY_MESSAGES", 100, positive_int,
+        "Offsets are committed (asynchronously) at the latest once this many messages are done, or "
+        "``EVENT_BUS_KAFKA_CONSUMER_COMMIT_INTERVAL_SEC`` after a message was done, whichever comes "
+        "first (and on rebalance and shutdown, waiting for the broker). A worker killed with -9 "
+        "processes again at most about this many finished messages.",
+        reference=False,
+    )
+    consumer_commit_interval_sec: float = setting(
+        "EVENT_BUS_KAFKA_CONSUMER_COMMIT_INTERVAL_SEC", 1.0, number(minimum=0.0, inclusive=False),
+        "Longest time, in seconds, a done message's offset waits to be committed.",
         reference=False,
     )
     consumer_deduplication: DeduplicationScope = setting(
