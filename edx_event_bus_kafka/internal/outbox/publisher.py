@@ -27,6 +27,7 @@ from openedx_events.data import EventsMetadata
 from openedx_events.tooling import OpenEdxPublicSignal
 
 from edx_event_bus_kafka.internal.errors import PermanentRowError
+from edx_event_bus_kafka.internal.kafka.recovery import StuckClient, broker_answers
 from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch
 from edx_event_bus_kafka.internal.produce.delivery import OutgoingEvent
 from edx_event_bus_kafka.internal.runtime.log_repeats import log_collapsed
@@ -76,6 +77,7 @@ class BatchResult:
     """What one publishing pass did."""
 
     published: int = 0
+    produced: int = 0  # handed to the Kafka client (the rest could not be encoded)
     failed_permanently: int = 0
     left_pending: int = 0
     errors: list[str] = field(default_factory=list)
@@ -85,18 +87,37 @@ class OutboxPublisher:
     """Publishes pending outbox rows in id order and marks them; used by the relay and after commit."""
 
     def __init__(self, settings: EventBusSettings | None = None):
-        from confluent_kafka import Producer
-
         self.settings = settings or get_settings()
         self.refusals = RefusalWatch("outbox publisher")
+        self.stuck = StuckClient()
+        self.producer = self._new_producer()
+
+    def _new_producer(self) -> Any:
+        from confluent_kafka import Producer
+
         config = producer_client_config(self.settings)
         # Never give up on a row because of a slow broker within one pass; the pass has its own timeout.
         config.setdefault("message.timeout.ms", int(self.settings.outbox_delivery_timeout_sec * 1000))
         config["error_cb"] = self._on_client_error
-        self.producer = Producer(config)
+        return Producer(config)
+
+    def _rebuild_if_stuck(self) -> None:
+        """Replace a producer that can no longer deliver (see ``recovery``); the rows stay pending."""
+        if not self.stuck.suspect():
+            return
+        reason = self.stuck.reason(broker_answers(self.producer, timeout=5.0))
+        if reason is None:
+            return
+        logger.warning("Kafka outbox publisher: %s; replacing the Kafka client", reason)
+        old, self.producer = self.producer, self._new_producer()
+        self.stuck.reset()
+        old.purge()
+        old.flush(0)
 
     def _on_client_error(self, error: Any) -> None:
-        if not self.refusals.seen(error):
+        if error.fatal():
+            self.stuck.fatal(error)
+        elif not self.refusals.seen(error):
             log_collapsed(logger, logging.WARNING,
                           f"Kafka outbox publisher error (librdkafka retries by itself): {error}")
 
@@ -104,7 +125,8 @@ class OutboxPublisher:
         """Take the oldest pending rows (locked), publish, wait for acks, mark; one transaction."""
         from edx_event_bus_kafka.models import OutboxEvent
 
-        self.producer.poll(0)  # serve client errors even when idle: a refusing broker is noticed at once
+        self._poll(0)  # serve client errors even when idle: a refusing broker is noticed at once
+        self._rebuild_if_stuck()  # a fatal error may have come in between passes
         result = BatchResult()
         database = self.settings.transaction_database
         with transaction.atomic(using=database):
@@ -116,6 +138,8 @@ class OutboxPublisher:
                 return result
             outcomes = self._send(rows, result)
             self._mark(rows, outcomes, result)
+        self.stuck.passed(attempted=result.produced, delivered=result.published)
+        self._rebuild_if_stuck()
         return result
 
     def _send(self, rows: list, result: BatchResult) -> dict[int, Any]:
@@ -139,15 +163,31 @@ class OutboxPublisher:
                 break  # later rows (maybe with the same key) must not overtake this one
             try:
                 self.producer.produce(topic, key=key, value=value, headers=headers, on_delivery=reporter(row.id))
+                result.produced += 1
             except BufferError:
-                self.producer.poll(1.0)
+                self._poll(1.0)
                 self.producer.produce(topic, key=key, value=value, headers=headers, on_delivery=reporter(row.id))
+                result.produced += 1
             except Exception as error:  # noqa: BLE001 -- e.g. message too large: the row can never go out
                 outcomes[row.id] = PermanentRowError(f"{type(error).__name__}: {error}")
         deadline = time.monotonic() + self.settings.outbox_delivery_timeout_sec
         while len(self.producer) > 0 and time.monotonic() < deadline and self.refusals.reason is None:
-            self.producer.poll(0.05)
+            if not self._poll(0.05):
+                break  # a fatal error: nothing more will be delivered by this client
         return outcomes
+
+    def _poll(self, timeout: float) -> bool:
+        """Serve callbacks; False once the client reported a fatal error (it then raises from ``poll``)."""
+        from confluent_kafka import KafkaException
+
+        try:
+            self.producer.poll(timeout)
+        except KafkaException as error:
+            if not (error.args and getattr(error.args[0], "fatal", lambda: False)()):
+                raise
+            self.stuck.fatal(error.args[0])
+            return False
+        return True
 
     def _mark(self, rows: list, outcomes: dict[int, Any], result: BatchResult) -> None:
         from edx_event_bus_kafka.models import OutboxEvent

@@ -21,6 +21,7 @@ from openedx_events.data import EventsMetadata
 from openedx_events.event_bus import EventBusProducer
 from openedx_events.tooling import OpenEdxPublicSignal
 
+from edx_event_bus_kafka.internal.kafka.recovery import broker_answers
 from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch
 from edx_event_bus_kafka.internal.produce import shutdown
 from edx_event_bus_kafka.internal.produce.delivery import DeliveryRecorder, OutgoingEvent, PendingEvent, ProducerStats
@@ -84,14 +85,24 @@ class KafkaEventProducer(EventBusProducer):
         else:
             log_collapsed(logger, logging.WARNING, f"Kafka producer error (librdkafka retries by itself): {error}")
 
-    def _rebuild_client_if_fatal(self) -> None:
-        if self._fatal_error is None:
+    def _rebuild_client_if_fatal(self, *, probe: bool = False) -> None:
+        """Replace a client after a fatal error, or one whose deliveries all fail while the broker answers.
+
+        Only the poll thread ``probe``s the broker (up to 5 s); ``send`` must never wait for it.
+        """
+        stuck = self.recorder.stuck
+        stuck_now = probe and stuck.suspect() and stuck.reason(broker_answers(self.client, 5.0)) is not None
+        if self._fatal_error is None and not stuck_now:
             return
         with self._client_lock:
-            if self._fatal_error is None:
+            if self._fatal_error is None and not stuck.suspect():
                 return
+            if self._fatal_error is None:
+                logger.warning("Kafka producer: %d deliveries in a row failed although the broker answers; "
+                               "replacing the Kafka client", stuck.streak)
             old, self.client = self.client, self._new_client()
             self._fatal_error = None
+            stuck.reset()
         # Events still queued in the dead client fail their delivery reports and are logged.
         old.purge()
         old.flush(0)
@@ -218,13 +229,20 @@ def _poll_until_closed(producer_ref: Callable[[], KafkaEventProducer | None], cl
     ``send`` serves reports too; this thread makes sure the last events' reports (and audit lines)
     come even when nothing more is sent.
     """
+    from confluent_kafka import KafkaException
+
     while not closed.wait(interval):
         producer = producer_ref()
         if producer is None:
             return
         try:
-            producer._rebuild_client_if_fatal()
+            producer._rebuild_client_if_fatal(probe=True)
             producer.client.poll(0)
+        except KafkaException as error:
+            if error.args and getattr(error.args[0], "fatal", lambda: False)():
+                producer._fatal_error = error.args[0]  # rebuilt on the next turn
+            else:
+                logger.exception("Kafka producer poll loop error (continuing)")
         except Exception:
             logger.exception("Kafka producer poll loop error (continuing)")
         finally:
