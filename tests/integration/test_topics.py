@@ -134,11 +134,14 @@ def test_create__dry_run_creates_nothing(bus_settings, kafka_broker):
 
 
 def test_dry_run__broker_unreachable__still_shows_the_plan(settings):
-    """Without a reachable broker a dry run shows the plan with existence unknown; a real run fails."""
+    """Without a reachable broker a dry run shows the plan with existence unknown, then fails; so does a real run."""
     use_fresh_prefix(settings)
     settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS = "127.0.0.1:1"  # nothing listens on port 1
 
-    output = run("--dry-run", "--timeout", "0.5")
+    out = io.StringIO()
+    with pytest.raises(CommandError, match=r"could not list topics on 127\.0\.0\.1:1: .*; could not check 2 topics"):
+        call_command("create_event_bus_topics", "--dry-run", "--timeout", "0.5", stdout=out)
+    output = out.getvalue()
 
     assert all(row[-1] == "unknown" for row in rows(output).values()) and len(rows(output)) == 2, output
     assert "existence unknown: could not list topics on 127.0.0.1:1" in output

@@ -104,6 +104,9 @@ class KafkaEventConsumer(EventBusConsumer):
                     f"offset_time, {', '.join(KNOWN_OPTIONS[1:])}"
                 ])
             self.settings = get_settings()
+            if not self.settings.bootstrap_servers:
+                raise ConfigurationError(["EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS is not set: there is no broker to "
+                                          "consume from"])
             self._errors = ConsecutiveErrors(self.settings.worker_consecutive_errors_limit)
             self.offset_time = parse_offset_time(offset_time)
             self.from_beginning = bool(options.get("from_beginning", False))

@@ -35,6 +35,10 @@ class Command(BaseCommand):
         if options["status"]:
             self.stdout.write(json.dumps(backlog(settings)))
             return
+        if not settings.bootstrap_servers:
+            self.stderr.write("Outbox relay cannot start: EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS is not set (no broker to "
+                              "publish to)")
+            raise WorkerExit(EXIT_CONFIG, "invalid configuration")
         load_all_signals()
         relay = OutboxRelay(settings, heartbeat_file=options.get("heartbeat_file"))
         with stop_on_signals(relay.stop, settings.worker_shutdown_timeout_sec):
