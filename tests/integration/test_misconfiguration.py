@@ -65,3 +65,40 @@ def test_create_topics_dry_run_with_the_broker_unreachable__exits_1_within_its_t
     assert "could not list topics on 127.0.0.1" in output and "could not check 2 topics" in output, output
     assert "Traceback" not in output
     assert seconds < 25, seconds
+
+
+def test_status_with_the_broker_unreachable__one_commanderror_line_no_traceback_no_flood():
+    """Before: ~390 lines of librdkafka output, then a raw KafkaException traceback."""
+    status, output, _ = manage("event_bus_status", "-t", "some-topic", "-g", "some-group", "--no-outbox",
+                               EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{closed_port()}")
+    assert status == 1, output
+    (error,) = [line for line in output.splitlines() if line.startswith("CommandError:")]
+    assert "check EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS" in error
+    assert "Traceback" not in output
+    assert len(output.splitlines()) <= 5, output
+
+
+def test_status_without_bootstrap_servers__one_line_naming_the_setting():
+    status, output, _ = manage("event_bus_status", "-t", "some-topic", "-g", "some-group",
+                               EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS="")
+    assert status == 1, output
+    assert output.strip().splitlines() == [
+        "CommandError: EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS is not set: there is no broker to ask"]
+
+
+def test_ctrl_c__exits_130_without_a_traceback(tmp_path):
+    """SIGINT while a command waits for an unreachable broker: "Interrupted", status 130."""
+    import signal
+
+    output = tmp_path / "status.out"
+    environment = {**os.environ, "EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{closed_port()}"}
+    with open(output, "wb") as out:
+        process = subprocess.Popen([sys.executable, "manage.py", "event_bus_status", "-t", "t", "-g", "g",
+                                    "--no-outbox"], cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT)
+    from edx_event_bus_kafka.testing import wait_for
+
+    wait_for(lambda: "Connect to" in output.read_text(), timeout=30, what="the command to be waiting for the broker")
+    process.send_signal(signal.SIGINT)
+    assert process.wait(30) == 130, output.read_text()
+    text = output.read_text()
+    assert "Interrupted" in text and "Traceback" not in text and "KeyboardInterrupt" not in text, text

@@ -71,6 +71,7 @@ def _retention_text(config: dict[str, str]) -> str:
 
 
 class Command(EventBusCommand):
+    needs_broker = True
     help = """
     Create the Kafka topics this service needs: the topics enabled in EVENT_BUS_PRODUCER_CONFIG and those
     named with --topic (all with EVENT_BUS_TOPIC_PREFIX), plus, for each --group, that consumer group's

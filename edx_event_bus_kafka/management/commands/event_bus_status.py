@@ -7,14 +7,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from edx_event_bus_kafka.internal.errors import BrokerRefusedError, ConfigurationError, UnknownTopicError
 from edx_event_bus_kafka.internal.operations.status import topic_status
 from edx_event_bus_kafka.internal.settings.declarations import get_settings
+from edx_event_bus_kafka.management.base import EventBusCommand
 
 
-class Command(BaseCommand):
+class Command(EventBusCommand):
+    needs_broker = True
     help = "Show a consumer group's lag per partition, its dead letters, the outbox backlog and the group's inbox."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from openedx_events.tooling import load_all_signals
 
 from edx_event_bus_kafka.internal.errors import ConfigurationError
@@ -16,9 +16,10 @@ from edx_event_bus_kafka.internal.outbox.publisher import backlog
 from edx_event_bus_kafka.internal.outbox.relay import OutboxRelay
 from edx_event_bus_kafka.internal.runtime.worker import EXIT_CONFIG, EXIT_OK, WorkerExit, stop_on_signals
 from edx_event_bus_kafka.internal.settings.declarations import get_settings
+from edx_event_bus_kafka.management.base import EventBusCommand
 
 
-class Command(BaseCommand):
+class Command(EventBusCommand):
     help = "Publish pending transactional-outbox rows to Kafka, in order, until stopped (SIGTERM/SIGINT)."
     requires_system_checks = ()  # invalid settings exit with status 2 instead
 
