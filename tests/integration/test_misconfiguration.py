@@ -102,3 +102,14 @@ def test_ctrl_c__exits_130_without_a_traceback(tmp_path):
     assert process.wait(30) == 130, output.read_text()
     text = output.read_text()
     assert "Interrupted" in text and "Traceback" not in text and "KeyboardInterrupt" not in text, text
+
+
+def test_misspelled_event_type__exits_2_naming_the_closest_known_type():
+    """Before: accepted, and every event was skipped and committed."""
+    status, output, _ = manage("consume_events", "-t", "some-topic", "-g", "some-group", "--event-type",
+                               "org.openedx.learning.course.enrolment.changed.v1",
+                               EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9092")
+    assert status == EXIT_CONFIG, output
+    assert "unknown event type 'org.openedx.learning.course.enrolment.changed.v1'" in output
+    assert "did you mean 'org.openedx.learning.course.enrollment.changed.v1'" in output
+    assert "Traceback" not in output

@@ -94,6 +94,7 @@ class KafkaEventConsumer(EventBusConsumer):
         self._dead_letter_lock = threading.Lock()
         self._parallel: ParallelLoop | None = None  # the poll loop and its worker threads, while running
         self.commit_metadata: str | None = None  # goes with every offset commit (a replay's marker)
+        self.skipped_other_types = 0  # messages not of the requested event types (counted in the poll thread)
         self._assigned: set[int] = set()
         self.inbox: Deduplicator | None = None  # EVENT_BUS_KAFKA_CONSUMER_DEDUPLICATION
         try:
@@ -111,6 +112,7 @@ class KafkaEventConsumer(EventBusConsumer):
             self.offset_time = parse_offset_time(offset_time)
             self.from_beginning = bool(options.get("from_beginning", False))
             self.event_types = frozenset(options.get("event_types") or ())
+            _check_event_types(self.event_types)
             self.heartbeat = Heartbeat(options.get("heartbeat_file"), f"consume_events {topic}/{group_id}")
             self.full_topic = get_full_topic(topic, self.settings)
             self.policy = ErrorPolicy.from_settings(self.settings)
@@ -154,6 +156,9 @@ class KafkaEventConsumer(EventBusConsumer):
             [self.full_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
         logger.info("Running consumer for full_topic=%r consumer_group=%r", self.full_topic, self.group_id)
+        if self.event_types:
+            logger.info("Consuming only event types %s; messages of other types are skipped (and committed)",
+                        ", ".join(sorted(self.event_types)))
         # One thread processes one message at a time per partition, as the reference does.
         ordering = self.ordering if self.concurrency > 1 else "partition"
         self._parallel = ParallelLoop(self, self.concurrency, ordering, self.settings.consumer_max_in_flight)
@@ -241,6 +246,7 @@ class KafkaEventConsumer(EventBusConsumer):
         types = header_values(headers, HEADER_EVENT_TYPE)
         # A repeated ce_type is not skipped here: decoding reports it as unusable (dead letter).
         if self.event_types and len(types) == 1 and types[0] not in self.event_types:
+            self.skipped_other_types += 1
             return True
         targets = header_values(headers, REDRIVE_GROUP)
         if targets and self.group_id not in targets:
@@ -346,7 +352,29 @@ class KafkaEventConsumer(EventBusConsumer):
                 self._dead_letters.close()
             if self.inbox is not None:
                 logger.info("Deduplication in group %r: %s", self.group_id, self.inbox.summary())
+            if self.event_types:
+                logger.info("Skipped %d messages of other event types than %s", self.skipped_other_types,
+                            ", ".join(sorted(self.event_types)))
             logger.info("Consumer for full_topic=%r consumer_group=%r closed", self.full_topic, self.group_id)
+
+
+def _check_event_types(requested: frozenset[str]) -> None:
+    """Refuse event types no signal has: a misspelled one would skip, and commit, every event."""
+    if not requested:
+        return
+    from difflib import get_close_matches
+
+    from openedx_events.tooling import OpenEdxPublicSignal, load_all_signals
+
+    load_all_signals()
+    known = sorted(signal.event_type for signal in OpenEdxPublicSignal.all_events())
+    problems = []
+    for event_type in sorted(requested - set(known)):
+        close = get_close_matches(event_type, known, n=3, cutoff=0.8)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "; no known type is close"
+        problems.append(f"unknown event type {event_type!r} (event_types / --event-type){hint}")
+    if problems:
+        raise ConfigurationError(problems)
 
 
 def _option(options: dict[str, Any], name: str, default: Any, parse: Any) -> Any:

@@ -16,7 +16,7 @@ from edx_event_bus_kafka.testing import EmbeddedKafkaBroker
 
 
 class Command(EventBusCommand):
-    requires_system_checks: list[str] = []  # it serves before EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS is set (W001)
+    requires_system_checks: list[str] = []  # noqa: RUF012 -- it serves before a broker is set (W001)
     help = "Run an embedded Kafka-protocol broker (Tansu, in memory) on loopback until interrupted."
 
     def add_arguments(self, parser: CommandParser) -> None:
