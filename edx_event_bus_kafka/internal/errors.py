@@ -99,9 +99,17 @@ class UnusableMessageError(MessageContextError):
 class ReceiverError(MessageContextError):
     """One or more receivers of the re-emitted signal raised an exception."""
 
-    def __init__(self, message: str, causes: list[BaseException], **context: Any):
+    def __init__(self, message: str, causes: list[BaseException], receivers: list[str] | None = None,
+                 **context: Any):
         self.causes = list(causes)
+        self.receivers = list(receivers) if receivers is not None else []  # dotted names, as ``causes``
         super().__init__(message, **context)
+
+    def described_causes(self) -> str:
+        """Each failing receiver with its real exception: ``module.receiver: ValueError: message``."""
+        names = self.receivers if len(self.receivers) == len(self.causes) else ["a receiver"] * len(self.causes)
+        return "; ".join(f"{name}: {type(cause).__name__}: {cause}"
+                         for name, cause in zip(names, self.causes, strict=True))
 
 
 class TopicReadError(EventBusKafkaError):

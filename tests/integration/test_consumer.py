@@ -112,8 +112,16 @@ def test_receiver_always_failing__dead_lettered_with_provenance_and_worker_goes_
     assert headers["dead_letter_original_offset"] == str(original.offset()).encode()
     assert headers["dead_letter_original_timestamp_ms"] == str(original.timestamp()[1]).encode()
     assert headers["dead_letter_group"] == group.encode()
-    assert headers["dead_letter_error_class"] == b"edx_event_bus_kafka.internal.errors.ReceiverError"
-    assert b"always failing" in headers["dead_letter_error_message"]
+    assert headers["dead_letter_error_class"] == b"tests.receivers.ReceiverFailure"  # the receiver's own exception
+    assert headers["dead_letter_error_message"] == (
+        f"tests.receivers.record_event: ReceiverFailure: always failing on {failing.id}".encode())
+    trace = headers["dead_letter_error_traceback"].decode()
+    assert trace.startswith("Traceback (most recent call last):") and 'in record_event' in trace, trace
+    assert trace.rstrip().endswith(f"tests.receivers.ReceiverFailure: always failing on {failing.id}"), trace
+    # Logged with its traceback on the first and the last attempt (an operator without APM sees where).
+    traced = [line for line in worker.output().splitlines()
+              if "Receiver traceback for " in line and f"event_id={failing.id}" in line]
+    assert [line.rsplit("attempt=", 1)[1] for line in traced] == ["1:", "2:"], worker.output()
     assert headers["dead_letter_attempts"] == b"2"
     assert headers["dead_letter_time"].startswith(b"20")
 

@@ -34,7 +34,7 @@ from edx_event_bus_kafka.internal.dead_letters.writer import (
     dead_letter_topic,
     provenance_headers,
 )
-from edx_event_bus_kafka.internal.errors import ConfigurationError, DeadLetterError, InvalidSetting
+from edx_event_bus_kafka.internal.errors import ConfigurationError, DeadLetterError, InvalidSetting, ReceiverError
 from edx_event_bus_kafka.internal.inbox.deduplication import Deduplicator
 from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch
 from edx_event_bus_kafka.internal.kafka.seeking import parse_offset_time
@@ -274,6 +274,12 @@ class KafkaEventConsumer(EventBusConsumer):
             "attempt=%d decision=%s (%s)",
             error, self.full_topic, self.group_id, context, attempts, decision.action.value, decision.reason,
         )
+        if isinstance(error, ReceiverError) and (attempts == 1 or decision.action is not Action.RETRY):
+            # The receiver's own traceback, on the first attempt and the last: without an APM agent it is the
+            # only record of where the receiver failed. Retries in between would only repeat it.
+            for cause in error.causes:
+                logger.error("Receiver traceback for %s attempt=%d:", context, attempts,
+                             exc_info=(type(cause), cause, cause.__traceback__))
         self._count_error()
         if decision.action is Action.RETRY:
             return decision.delay

@@ -35,11 +35,13 @@ def emit(signal: OpenEdxPublicSignal, event_data: dict[str, Any], metadata: Even
         raise UnusableMessageError(f"event data does not fit {signal.event_type}: {error}") from error
     except Exception as error:
         raise ReceiverError(f"a receiver of {signal.event_type} raised {error!r}", [error]) from error
+    # send_robust keeps each exception with its traceback (``__traceback__``), logged and dead-lettered.
     failures = [(receiver, response) for receiver, response in responses if isinstance(response, BaseException)]
     if failures:
         described = ", ".join(f"{_receiver_name(receiver)}={error!r}" for receiver, error in failures)
         raise ReceiverError(
             f"{len(failures)} of {len(responses)} receivers of {signal.event_type} failed: {described}",
             [error for _, error in failures],
+            [_receiver_name(receiver) for receiver, _ in failures],
         )
     return len(responses)

@@ -25,6 +25,7 @@ ORIGINAL_TIMESTAMP = PREFIX + "original_timestamp_ms"
 GROUP = PREFIX + "group"
 ERROR_CLASS = PREFIX + "error_class"
 ERROR_MESSAGE = PREFIX + "error_message"
+ERROR_TRACEBACK = PREFIX + "error_traceback"
 ATTEMPTS = PREFIX + "attempts"
 TIME = PREFIX + "time"
 # Set by redrive on re-published messages: only this group processes them; other groups skip them.
@@ -39,8 +40,31 @@ def dead_letter_topic(full_topic: str, group_id: str, settings: EventBusSettings
     return settings.dead_letter_topic.format(topic=full_topic, group=safe_group)
 
 
+def real_error(error: BaseException) -> tuple[BaseException, str]:
+    """The exception that made processing fail (a receiver's, not the wrapper) and a one-line account."""
+    from edx_event_bus_kafka.internal.errors import ReceiverError
+
+    if isinstance(error, ReceiverError) and error.causes:
+        return error.causes[0], error.described_causes()
+    return error, str(error)
+
+
+def failure_traceback(error: BaseException) -> str:
+    """``error``'s traceback as text (empty when it has none)."""
+    import traceback
+
+    if error.__traceback__ is None:
+        return ""
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+
+
 def provenance_headers(message: Any, group_id: str, error: BaseException, attempts: int) -> list[tuple[str, bytes]]:
-    """Why and from where a message was dead-lettered, as message headers."""
+    """Why and from where a message was dead-lettered, as message headers.
+
+    For a receiver failure the error is the receiver's own exception (class, message, traceback),
+    not our ``ReceiverError`` wrapper, so ``redrive_dead_letters --list`` shows what went wrong.
+    """
+    real, text = real_error(error)
     _, timestamp_ms = message.timestamp()
     values = {
         ORIGINAL_TOPIC: message.topic(),
@@ -48,8 +72,9 @@ def provenance_headers(message: Any, group_id: str, error: BaseException, attemp
         ORIGINAL_OFFSET: str(message.offset()),
         ORIGINAL_TIMESTAMP: str(timestamp_ms),
         GROUP: group_id,
-        ERROR_CLASS: f"{type(error).__module__}.{type(error).__qualname__}",
-        ERROR_MESSAGE: str(error)[:MAX_ERROR_MESSAGE],
+        ERROR_CLASS: f"{type(real).__module__}.{type(real).__qualname__}",
+        ERROR_MESSAGE: text[:MAX_ERROR_MESSAGE],
+        ERROR_TRACEBACK: failure_traceback(real)[-MAX_ERROR_MESSAGE:],
         ATTEMPTS: str(attempts),
         TIME: datetime.now(UTC).isoformat(),
     }
