@@ -219,3 +219,4 @@ def test_event_type_filter__other_types_skipped_committed_and_counted(bus_settin
     output = worker.output()
     assert f"Consuming only event types {other}" in output
     assert f"Skipped 3 messages of other event types than {other}" in output
+    assert ", key=course-v1:edX+C0+2026, event_timestamp_ms=" in output  # audit lines show the decoded key

@@ -39,7 +39,7 @@ from edx_event_bus_kafka.internal.inbox.deduplication import Deduplicator
 from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch
 from edx_event_bus_kafka.internal.kafka.seeking import parse_offset_time
 from edx_event_bus_kafka.internal.runtime import monitoring
-from edx_event_bus_kafka.internal.runtime.audit import CONSUMED, CONSUMER_LOGGER, audit
+from edx_event_bus_kafka.internal.runtime.audit import CONSUMED, CONSUMER_LOGGER, ReadableKey, audit
 from edx_event_bus_kafka.internal.runtime.heartbeat import Heartbeat
 from edx_event_bus_kafka.internal.runtime.log_repeats import log_collapsed
 from edx_event_bus_kafka.internal.runtime.worker import (
@@ -310,7 +310,7 @@ class KafkaEventConsumer(EventBusConsumer):
             timestamp_type, timestamp_ms = message.timestamp()
             audit(logger, CONSUMED, (
                 message.topic(), message.partition(), message.offset(), single_header(headers, HEADER_ID),
-                message.key(), timestamp_ms if timestamp_type else "none",
+                ReadableKey(message.key()), timestamp_ms if timestamp_type else "none",
             ))
         except Exception as error:  # noqa: BLE001 -- audit logging must never break the loop
             monitoring.set_attribute("kafka_logging_error", repr(error))

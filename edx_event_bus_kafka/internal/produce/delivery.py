@@ -17,7 +17,7 @@ from openedx_events.tooling import OpenEdxPublicSignal
 
 from edx_event_bus_kafka.internal.errors import EventProductionException
 from edx_event_bus_kafka.internal.kafka.recovery import StuckClient
-from edx_event_bus_kafka.internal.runtime.audit import PRODUCED, PRODUCER_LOGGER, audit
+from edx_event_bus_kafka.internal.runtime.audit import PRODUCED, PRODUCER_LOGGER, ReadableKey, audit
 from edx_event_bus_kafka.internal.runtime.monitoring import record_error, set_attribute
 from edx_event_bus_kafka.internal.wire.records import event_data_to_record
 
@@ -127,7 +127,7 @@ class DeliveryRecorder:
         self.stats.count("delivered")
         if self.audit_logging:
             audit(logger, PRODUCED, (message.topic(), message.partition(), message.offset(),
-                                     pending.event.event_metadata.id, message.key()))
+                                     pending.event.event_metadata.id, ReadableKey(message.key())))
 
     def failed(self, pending: PendingEvent, reason: str, error: Any) -> None:
         """An event will not be delivered: log it once with everything needed to re-send it."""
