@@ -113,3 +113,27 @@ def test_misspelled_event_type__exits_2_naming_the_closest_known_type():
     assert "unknown event type 'org.openedx.learning.course.enrolment.changed.v1'" in output
     assert "did you mean 'org.openedx.learning.course.enrollment.changed.v1'" in output
     assert "Traceback" not in output
+
+
+def test_produce_event_ctrl_c_while_waiting_for_an_unreachable_broker__exits_130_at_once(tmp_path):
+    """Before: Ctrl-C was ignored for the whole --timeout, then the exit waited 10 s more."""
+    import signal
+
+    from edx_event_bus_kafka.testing import wait_for
+
+    output = tmp_path / "produce.out"
+    environment = {**os.environ, "EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{closed_port()}"}
+    argv = [sys.executable, "manage.py", "produce_event", "--signal",
+            "openedx_events.learning.signals.SESSION_LOGIN_COMPLETED", "--topic", "user-login",
+            "--key-field", "user.pii.username", "--timeout", "60", "--data",
+            '{"user": {"id": 1, "is_active": true, "pii": {"username": "u", "email": "u@example.com", "name": "U"}}}']
+    with open(output, "wb") as out:
+        process = subprocess.Popen(argv, cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT)
+    wait_for(lambda: "Connect to" in output.read_text(), timeout=30, what="the command to be waiting for the broker")
+    interrupted = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    assert process.wait(30) == 130, output.read_text()
+    assert time.monotonic() - interrupted < 5
+    text = output.read_text()
+    assert "Interrupted" in text and "Traceback" not in text, text
+    assert "Error delivering message to Kafka event bus" in text  # the event is logged for re-sending

@@ -51,7 +51,13 @@ class Command(EventBusCommand):
         before = producer.stats.snapshot()["failed"]
         metadata = EventsMetadata(event_type=signal.event_type)
         producer.produce_now(OutgoingEvent(signal, options["topic"][0], options["key_field"][0], event_data, metadata))
-        undelivered = producer.prepare_for_shutdown(options["timeout"])
+        try:
+            undelivered = producer.prepare_for_shutdown(options["timeout"])
+        except KeyboardInterrupt:
+            # Ctrl-C: give up now. The event is purged, which logs it for re-sending, and nothing is
+            # left for the exit-time flush to wait for.
+            producer.close(timeout=0)
+            raise
         failed = producer.stats.snapshot()["failed"] - before
         if producer.refusals.reason is not None:
             raise CommandError(f"Event {metadata.id} was not delivered: Kafka refused the producer: "
