@@ -28,7 +28,10 @@ invalid value fails ``./manage.py check`` and the start of every event bus comma
 never shown. When ``EVENT_BUS_PRODUCER`` or ``EVENT_BUS_CONSUMER`` names this package but
 ``EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS`` is not set, ``check`` warns (``edx_event_bus_kafka.W001``; a
 warning, so that image builds can run ``migrate`` without broker settings) and ``consume_events``
-and ``relay_outbox`` exit with status 2 at once.
+and ``relay_outbox`` exit with status 2 at once. A Django setting starting with
+``EVENT_BUS_KAFKA_`` that is none of those below is warned about (``edx_event_bus_kafka.W002``,
+with the closest name), and so is ``openedx_events`` listed before ``edx_event_bus_kafka`` in
+``INSTALLED_APPS`` (``edx_event_bus_kafka.W003``: its ``consume_events`` would run instead of ours).
 
 Settings marked *reference* exist with the same name, default and meaning in edx-event-bus-kafka
 6.x.

@@ -137,3 +137,14 @@ def test_produce_event_ctrl_c_while_waiting_for_an_unreachable_broker__exits_130
     text = output.read_text()
     assert "Interrupted" in text and "Traceback" not in text, text
     assert "Error delivering message to Kafka event bus" in text  # the event is logged for re-sending
+
+
+def test_check_warns_about_a_misspelled_setting_naming_the_closest_known_one():
+    """Before: EVENT_BUS_KAFKA_BOOTSTRAP_SERVER (no S) was ignored without a word."""
+    import json
+
+    status, output, _ = manage("check", EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9092",
+                               EVENT_BUS_SETTINGS_JSON=json.dumps({"EVENT_BUS_KAFKA_BOOTSTRAP_SERVER": "kafka:9092"}))
+    assert status == 0, output
+    assert ("edx_event_bus_kafka.W002) EVENT_BUS_KAFKA_BOOTSTRAP_SERVER is not a setting of edx-event-bus-kafka and "
+            "is ignored; did you mean EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS?") in output, output
