@@ -6,6 +6,7 @@ naming what to check, never a traceback; Ctrl-C ends it with status 130, as shel
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Any
 
@@ -59,3 +60,18 @@ class EventBusCommand(BaseCommand):
             text = detail.str() if hasattr(detail, "str") else str(detail)
             raise CommandError(f"Kafka client error: {text}; check EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS and that the "
                                "brokers are reachable") from error
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def apply_log_level(level: str | None) -> None:
+    """``--log-level``: our loggers at ``level``; with no handler configured (a stock project), one to stderr."""
+    if level is None:
+        return
+    ours = logging.getLogger("edx_event_bus_kafka")
+    ours.setLevel(level)
+    if not ours.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        ours.addHandler(handler)

@@ -220,3 +220,23 @@ def test_event_type_filter__other_types_skipped_committed_and_counted(bus_settin
     assert f"Consuming only event types {other}" in output
     assert f"Skipped 3 messages of other event types than {other}" in output
     assert ", key=course-v1:edX+C0+2026, event_timestamp_ms=" in output  # audit lines show the decoded key
+
+
+def test_worker_prints_a_start_banner_and_an_exit_summary_whatever_the_logging(bus_settings, kafka_topic, tmp_path):
+    """Banner and summary go to stdout, not through logging; --log-level WARNING drops the INFO lines."""
+    bootstrap = bus_settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS
+    group = f"banner-{uuid.uuid4().hex[:6]}"
+    produce(kafka_topic, 2)
+    worker = Worker.consume_events(tmp_path, bootstrap, kafka_topic, group, "--log-level", "WARNING",
+                                   mode="fail_first:1").start()
+    try:
+        worker.wait_for_entries(lambda e: sum(x["phase"] == "done" for x in e) == 2, timeout=40)
+    finally:
+        assert worker.stop() == 0, worker.output()
+    lines = worker.output().splitlines()
+    (banner,) = [line for line in lines if line.startswith("consume_events starting: ")]
+    assert f"topic={kafka_topic} group={group} brokers={bootstrap} " in banner and "concurrency=1" in banner
+    assert "event_types=all" in banner and "failure_policy=dead_letter" in banner
+    (summary,) = [line for line in lines if line.startswith("consume_events stopped after ")]
+    assert summary.endswith("(status 0): processed 2, retried 2, dead-lettered 0, skipped 0"), summary
+    assert not any(" INFO " in line for line in lines), lines  # --log-level WARNING

@@ -168,6 +168,9 @@ def test_relay_through_a_postgres_outage__keeps_running_and_publishes_every_row_
     (began,) = [line for line in log.splitlines() if "unavailable (OperationalError" in line]  # not once per back-off
     (ended,) = [line for line in log.splitlines() if "available again after" in line]
     assert "database 'default'" in began and "database 'default'" in ended, log
+    assert any(line.startswith("relay_outbox starting: database=default brokers=") for line in log.splitlines())
+    assert any(line.startswith("relay_outbox stopped after ") and line.endswith("(status 0): published 20 rows")
+               for line in log.splitlines()), log
     assert "Traceback" not in log
 
 

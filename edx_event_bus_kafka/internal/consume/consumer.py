@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -95,6 +96,8 @@ class KafkaEventConsumer(EventBusConsumer):
         self._parallel: ParallelLoop | None = None  # the poll loop and its worker threads, while running
         self.commit_metadata: str | None = None  # goes with every offset commit (a replay's marker)
         self.skipped_other_types = 0  # messages not of the requested event types (counted in the poll thread)
+        self.outcomes: Counter[str] = Counter()  # processed / retried / dead_lettered / skipped, for the exit summary
+        self._outcomes_lock = threading.Lock()
         self._assigned: set[int] = set()
         self.inbox: Deduplicator | None = None  # EVENT_BUS_KAFKA_CONSUMER_DEDUPLICATION
         try:
@@ -282,8 +285,10 @@ class KafkaEventConsumer(EventBusConsumer):
                              exc_info=(type(cause), cause, cause.__traceback__))
         self._count_error()
         if decision.action is Action.RETRY:
+            self.count("retried")
             return decision.delay
         if decision.action is Action.SKIP:
+            self.count("skipped")
             logger.warning("Skipping message %s (failure policy log_and_skip): it will not be processed", context)
             return None
         try:
@@ -291,8 +296,23 @@ class KafkaEventConsumer(EventBusConsumer):
         except DeadLetterError as dead_letter_error:
             # Never skip a message whose dead letter is not safely written: try it all again.
             logger.error("Could not dead-letter %s, will retry the message: %s", context, dead_letter_error)
+            self.count("retried")
             return self.policy.delay_after(attempts)
+        self.count("dead_lettered")
         return None
+
+    def count(self, outcome: str) -> None:
+        """Count one message outcome (thread-safe: worker threads report them)."""
+        with self._outcomes_lock:
+            self.outcomes[outcome] += 1
+
+    def describe(self) -> str:
+        """One line saying what this worker consumes, how, and from where (the start banner)."""
+        settings = self.settings
+        return (f"topic={self.full_topic} group={self.group_id} brokers={settings.bootstrap_servers} "
+                f"registry={'yes' if settings.schema_registry_url else 'none (single-object Avro)'} "
+                f"concurrency={self.concurrency} failure_policy={settings.consumer_failure_policy} "
+                f"event_types={','.join(sorted(self.event_types)) or 'all'}")
 
     def _dead_letter(self, message: Any, context: str, error: Exception, attempts: int) -> None:
         topic = dead_letter_topic(self.full_topic, self.group_id, self.settings)

@@ -264,6 +264,7 @@ class ParallelLoop:
                 return
         else:
             owner._errors.succeeded()
+            owner.count("processed")
         self.frontier.done(work.partition, work.offset, work.generation)
         self.lanes.finished(work)
         with self._finished_lock:

@@ -7,6 +7,7 @@ Kafka error, 2 invalid configuration, 3 too many consecutive errors, 4 forced st
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from django.core.management.base import CommandParser
@@ -14,7 +15,7 @@ from openedx_events.tooling import load_all_signals
 
 from edx_event_bus_kafka.internal.consume.consumer import KafkaEventConsumer
 from edx_event_bus_kafka.internal.runtime.worker import EXIT_CONFIG, WorkerExit
-from edx_event_bus_kafka.management.base import EventBusCommand
+from edx_event_bus_kafka.management.base import LOG_LEVELS, EventBusCommand, apply_log_level
 
 
 class Command(EventBusCommand):
@@ -41,6 +42,8 @@ class Command(EventBusCommand):
         parser.add_argument("--heartbeat-file", help="File kept fresh while making progress (see event_bus_health)")
         parser.add_argument("--concurrency", type=int, metavar="N",
                             help="Threads processing messages (default EVENT_BUS_KAFKA_CONSUMER_CONCURRENCY, 1)")
+        parser.add_argument("--log-level", choices=LOG_LEVELS,
+                            help="Level of this package's log lines; with no LOGGING setting they go to stderr")
         parser.add_argument("--ordering", choices=("key", "partition", "none"),
                             help="What concurrent processing keeps in order "
                                  "(default EVENT_BUS_KAFKA_CONSUMER_ORDERING)")
@@ -65,6 +68,23 @@ class Command(EventBusCommand):
         for name in ("concurrency", "ordering"):
             if options.get(name) is not None:
                 extra[name] = options[name]
+        apply_log_level(options.get("log_level"))
         load_all_signals()
         consumer = KafkaEventConsumer(topic=options["topic"][0], group_id=options["group_id"][0], **extra)
-        consumer.consume_indefinitely()
+        if consumer.problem is not None:
+            consumer.consume_indefinitely()  # logs the problem and exits with status 2
+            return
+        # Printed whatever the logging configuration: a stock project shows no INFO lines at all.
+        self.stdout.write(f"consume_events starting: {consumer.describe()}")
+        started, status = time.monotonic(), 0
+        try:
+            consumer.consume_indefinitely()
+        except WorkerExit as stop:
+            status = stop.code if isinstance(stop.code, int) else 1
+            raise
+        finally:
+            done = consumer.outcomes
+            self.stdout.write(
+                f"consume_events stopped after {time.monotonic() - started:.1f} s (status {status}): processed "
+                f"{done['processed']}, retried {done['retried']}, dead-lettered {done['dead_lettered']}, skipped "
+                f"{done['skipped'] + consumer.skipped_other_types}")

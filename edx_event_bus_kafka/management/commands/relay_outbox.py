@@ -6,6 +6,7 @@ configuration, 3 too many consecutive errors, 4 forced stop. ``--status`` prints
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from django.core.management.base import CommandParser
@@ -16,7 +17,7 @@ from edx_event_bus_kafka.internal.outbox.publisher import backlog
 from edx_event_bus_kafka.internal.outbox.relay import OutboxRelay
 from edx_event_bus_kafka.internal.runtime.worker import EXIT_CONFIG, EXIT_OK, WorkerExit, stop_on_signals
 from edx_event_bus_kafka.internal.settings.declarations import get_settings
-from edx_event_bus_kafka.management.base import EventBusCommand
+from edx_event_bus_kafka.management.base import LOG_LEVELS, EventBusCommand, apply_log_level
 
 
 class Command(EventBusCommand):
@@ -26,6 +27,8 @@ class Command(EventBusCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--status", action="store_true", help="Print the outbox backlog as JSON and exit")
         parser.add_argument("--heartbeat-file", help="File kept fresh while making progress (see event_bus_health)")
+        parser.add_argument("--log-level", choices=LOG_LEVELS,
+                            help="Level of this package's log lines; with no LOGGING setting they go to stderr")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -40,9 +43,15 @@ class Command(EventBusCommand):
             self.stderr.write("Outbox relay cannot start: EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS is not set (no broker to "
                               "publish to)")
             raise WorkerExit(EXIT_CONFIG, "invalid configuration")
+        apply_log_level(options.get("log_level"))
         load_all_signals()
         relay = OutboxRelay(settings, heartbeat_file=options.get("heartbeat_file"))
+        self.stdout.write(f"relay_outbox starting: database={settings.transaction_database} "
+                          f"brokers={settings.bootstrap_servers} batch_size={settings.outbox_batch_size}")
+        started = time.monotonic()
         with stop_on_signals(relay.stop, settings.worker_shutdown_timeout_sec):
             code = relay.run()
+        self.stdout.write(f"relay_outbox stopped after {time.monotonic() - started:.1f} s (status {code}): "
+                          f"published {relay.published} rows")
         if code != EXIT_OK:
             raise WorkerExit(code, f"outbox relay stopped with status {code}")
