@@ -18,7 +18,7 @@ def check_event_bus_settings(app_configs: Any = None, **_kwargs: Any) -> list[ch
     found: list[checks.CheckMessage] = [
         checks.Error(
             problem,
-            hint="See the settings reference: docs/reference/settings.rst",
+            hint="See the settings reference in the edx-event-bus-kafka documentation (Reference > Settings)",
             id="edx_event_bus_kafka.E001",
         )
         for problem in settings_problems()
@@ -45,7 +45,7 @@ def _unknown_settings() -> list[checks.CheckMessage]:
         found.append(checks.Warning(
             f"{name} is not a setting of edx-event-bus-kafka and is ignored"
             + (f"; did you mean {close[0]}?" if close else ""),
-            hint="See the settings reference (docs/reference/settings.rst in the project's documentation)",
+            hint="See the settings reference in the edx-event-bus-kafka documentation (Reference > Settings)",
             id="edx_event_bus_kafka.W002",
         ))
     return found

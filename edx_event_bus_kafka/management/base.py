@@ -75,3 +75,14 @@ def apply_log_level(level: str | None) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         ours.addHandler(handler)
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a number of seconds above 0 (a negative timeout or age makes no sense)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds > 0")
+    return value

@@ -148,3 +148,21 @@ def test_check_warns_about_a_misspelled_setting_naming_the_closest_known_one():
     assert status == 0, output
     assert ("edx_event_bus_kafka.W002) EVENT_BUS_KAFKA_BOOTSTRAP_SERVER is not a setting of edx-event-bus-kafka and "
             "is ignored; did you mean EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS?") in output, output
+
+
+@pytest.mark.parametrize("argv", [
+    ["event_bus_health", "--heartbeat-file", "/nonexistent", "--max-age", "-5"],
+    ["produce_event", "--signal", "x", "--topic", "t", "--key-field", "k", "--data", "{}", "--timeout", "-1"],
+])
+def test_negative_durations_are_refused_by_the_parser(argv):
+    status, output, _ = manage(*argv, EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9092")
+    assert status == 2 and "is not a number of seconds > 0" in output, output
+
+
+def test_health_with_a_heartbeat_of_time_zero__says_the_file_is_unreadable_not_decades_stale(tmp_path):
+    """Before: "made no progress for 1796102766.1 s"."""
+    heartbeat = tmp_path / "alive"
+    heartbeat.write_text('{"time": 0, "pid": 1, "worker": "consume_events t/g"}', encoding="utf-8")
+    status, output, _ = manage("event_bus_health", "--heartbeat-file", str(heartbeat))
+    assert status == 1
+    assert output.strip() == f"unreadable heartbeat file {heartbeat}: time 0 is not a recent Unix time"

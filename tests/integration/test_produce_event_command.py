@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -18,20 +19,24 @@ DATA = {"user": {"id": 123, "is_active": True, "pii": {"username": "foobob", "em
                                                         "name": "Bob Foo"}}}
 
 
-def produce_event(bootstrap: str, *args: str) -> subprocess.CompletedProcess:
+def produce_event(bootstrap: str, *args: str, prefix: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    if prefix:
+        env["EVENT_BUS_TOPIC_PREFIX"] = prefix
     return subprocess.run([sys.executable, "manage.py", "produce_event", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60, check=False)
 
 
-def test_produce_event__sends_one_event_with_the_reference_flags(bus_settings, kafka_topic):
-    """--signal/--topic/--key-field/--data send one event and exit 0 once it is acknowledged."""
+def test_produce_event__sends_one_event_with_the_reference_flags(bus_settings, kafka_broker):
+    """--signal/--topic/--key-field/--data send one event and exit 0 once acknowledged, naming the full topic."""
     bootstrap = bus_settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS
-    result = produce_event(bootstrap, "--signal", SIGNAL, "--topic", kafka_topic, "--key-field", "user.pii.username",
-                           "--data", json.dumps(DATA))
+    topic = f"login-{uuid.uuid4().hex[:6]}"
+    kafka_broker.create_topics([f"stage-{topic}"], partitions=1)
+    result = produce_event(bootstrap, "--signal", SIGNAL, "--topic", topic, "--key-field", "user.pii.username",
+                           "--data", json.dumps(DATA), prefix="stage")
     assert result.returncode == 0, result.stderr
-    assert "Delivered event" in result.stdout
-    (message,) = read_messages(bootstrap, kafka_topic, 1)
+    assert result.stdout.strip().endswith(f"to topic stage-{topic}"), result.stdout  # the topic on the broker
+    (message,) = read_messages(bootstrap, f"stage-{topic}", 1)
     assert dict(message.headers())["ce_type"] == b"org.openedx.learning.auth.session.login.completed.v1"
     assert message.key()[10:] == b"\x0cfoobob"  # Avro string after the single-object header
 

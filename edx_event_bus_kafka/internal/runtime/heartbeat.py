@@ -71,6 +71,8 @@ def evaluate(path: str | os.PathLike[str], max_age: float, now: float | None = N
         return Health(False, f"no heartbeat file at {path} (worker not started, or stopped)")
     except (OSError, ValueError, KeyError, TypeError) as error:
         return Health(False, f"unreadable heartbeat file {path}: {error}")
+    if not 0 < float(data["time"]) <= now + 60:
+        return Health(False, f"unreadable heartbeat file {path}: time {data['time']!r} is not a recent Unix time")
     who = f"{data.get('worker', 'worker')} pid {data.get('pid')}"
     if age > max_age:
         return Health(False, f"stuck: {who} made no progress for {age:.1f} s (limit {max_age:g} s)")

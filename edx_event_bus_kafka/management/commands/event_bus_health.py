@@ -17,7 +17,7 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from edx_event_bus_kafka.internal.runtime.heartbeat import Health, evaluate
-from edx_event_bus_kafka.management.base import EventBusCommand
+from edx_event_bus_kafka.management.base import EventBusCommand, positive_seconds
 
 
 class Command(EventBusCommand):
@@ -26,7 +26,7 @@ class Command(EventBusCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--heartbeat-file", required=True, help="The file the worker writes (its --heartbeat-file)")
-        parser.add_argument("--max-age", type=float, default=120.0,
+        parser.add_argument("--max-age", type=positive_seconds, default=120.0,
                             help="Seconds without progress after which the worker counts as stuck (default 120)")
         parser.add_argument("--check-broker", action="store_true", help="Also require a metadata answer from Kafka")
 

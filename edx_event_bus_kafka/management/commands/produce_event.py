@@ -15,7 +15,8 @@ from openedx_events.tooling import OpenEdxPublicSignal
 
 from edx_event_bus_kafka.internal.produce.delivery import OutgoingEvent
 from edx_event_bus_kafka.internal.produce.producer import create_producer
-from edx_event_bus_kafka.management.base import EventBusCommand
+from edx_event_bus_kafka.internal.settings.clients import get_full_topic
+from edx_event_bus_kafka.management.base import EventBusCommand, positive_seconds
 
 
 class Command(EventBusCommand):
@@ -35,7 +36,8 @@ class Command(EventBusCommand):
         parser.add_argument("--topic", nargs=1, required=True, help="Topic to produce to (without prefix)")
         parser.add_argument("--key-field", nargs=1, required=True, help="Dotted path to the event key in the data")
         parser.add_argument("--data", nargs=1, required=True, help="JSON object of the signal's keyword arguments")
-        parser.add_argument("--timeout", type=float, default=30.0, help="Seconds to wait for delivery (default 30)")
+        parser.add_argument("--timeout", type=positive_seconds, default=30.0,
+                            help="Seconds to wait for delivery (default 30)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         signal = self._load_signal(options["signal"][0])
@@ -64,7 +66,8 @@ class Command(EventBusCommand):
                                f"{producer.refusals.reason}")
         if failed or undelivered:
             raise CommandError(f"Event {metadata.id} was not delivered; the error is logged above")
-        self.stdout.write(f"Delivered event {metadata.id} ({signal.event_type}) to topic {options['topic'][0]}")
+        self.stdout.write(f"Delivered event {metadata.id} ({signal.event_type}) to topic "
+                          f"{get_full_topic(options['topic'][0])}")
 
     @staticmethod
     def _load_signal(path: str) -> OpenEdxPublicSignal:
