@@ -207,7 +207,7 @@ def test_fatal_client_error__client_is_rebuilt_and_events_keep_flowing(bus_setti
     """
     producer = create_producer()
     old_client = producer.client
-    producer._on_client_error(KafkaError(KafkaError._FATAL, "simulated fatal error", fatal=True))
+    producer._clients._client_error(KafkaError(KafkaError._FATAL, "simulated fatal error", fatal=True))
     send(producer, kafka_topic)
     assert producer.client is not old_client
     assert producer.prepare_for_shutdown(10) == 0

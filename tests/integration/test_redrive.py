@@ -49,7 +49,7 @@ def committed_past_everything(bootstrap: str, group: str, topic: str) -> bool:
     """Whether ``group`` committed past the last message of every non-empty partition of ``topic``."""
     ends: dict[int, int] = {}
     for message in read_topic(topic):
-        ends[message.partition()] = message.offset() + 1
+        ends[int(message.partition() or 0)] = int(message.offset() or 0) + 1
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "log_level": 0})
     try:
         committed = {tp.partition: tp.offset for tp in consumer.committed([TopicPartition(topic, p) for p in ends],

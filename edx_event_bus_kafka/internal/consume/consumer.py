@@ -28,7 +28,9 @@ from edx_event_bus_kafka.internal.dead_letters.writer import (
     provenance_headers,
 )
 from edx_event_bus_kafka.internal.errors import ConfigurationError, DeadLetterError
+from edx_event_bus_kafka.internal.kafka.clients import new_consumer
 from edx_event_bus_kafka.internal.kafka.commits import DoneOffsets
+from edx_event_bus_kafka.internal.kafka.protocols import ConsumerClient
 from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch
 from edx_event_bus_kafka.internal.kafka.seeking import offsets_at, parse_offset_time
 from edx_event_bus_kafka.internal.runtime import monitoring
@@ -187,12 +189,8 @@ class KafkaEventConsumer(EventBusConsumer):
             return []
         return [first, *self.consumer.consume(num_messages=batch_size - 1, timeout=0)] if batch_size > 1 else [first]
 
-    def _new_consumer(self) -> Any:
-        from confluent_kafka import Consumer
-
-        config = consumer_client_config(self.group_id, self.settings)
-        config["error_cb"] = self._on_client_error
-        return Consumer(config)
+    def _new_consumer(self) -> ConsumerClient:
+        return new_consumer(consumer_client_config(self.group_id, self.settings), error_cb=self._on_client_error)
 
     def _on_client_error(self, error: Any) -> None:
         if self._refusals.seen(error):

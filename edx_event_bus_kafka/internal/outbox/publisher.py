@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -27,6 +26,8 @@ from openedx_events.data import EventsMetadata
 from openedx_events.tooling import OpenEdxPublicSignal
 
 from edx_event_bus_kafka.internal.errors import PermanentRowError
+from edx_event_bus_kafka.internal.kafka.clients import Outgoing, ProducerHandle, produce_and_wait
+from edx_event_bus_kafka.internal.kafka.protocols import ProducerClient
 from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch
 from edx_event_bus_kafka.internal.produce.delivery import OutgoingEvent
 from edx_event_bus_kafka.internal.settings.clients import get_full_topic, producer_client_config
@@ -70,6 +71,22 @@ def encode_row(row: Any, settings: EventBusSettings) -> tuple[str, bytes, bytes,
     return full_topic, key, value, headers_from_metadata(metadata)
 
 
+def _refused_for_good(error: Any) -> bool:
+    """Whether ``produce()`` refused the message itself (too large, say), so that the row can never go out.
+
+    Delivery-report errors, a full local queue and a client in a fatal state (rebuilt for the next
+    pass) leave the row pending instead.
+    """
+    from confluent_kafka import KafkaError
+
+    if not isinstance(error, Exception) or isinstance(error, BufferError):
+        return False
+    cause = error.args[0] if error.args else None
+    if not isinstance(cause, KafkaError):
+        return True
+    return not (cause.fatal() or cause.retriable() or cause.code() == KafkaError._FATAL)
+
+
 @dataclass
 class BatchResult:
     """What one publishing pass did."""
@@ -84,19 +101,21 @@ class OutboxPublisher:
     """Publishes pending outbox rows in id order and marks them; used by the relay and after commit."""
 
     def __init__(self, settings: EventBusSettings | None = None):
-        from confluent_kafka import Producer
-
         self.settings = settings or get_settings()
         self.refusals = RefusalWatch("outbox publisher")
         config = producer_client_config(self.settings)
         # Never give up on a row because of a slow broker within one pass; the pass has its own timeout.
         config.setdefault("message.timeout.ms", int(self.settings.outbox_delivery_timeout_sec * 1000))
-        config["error_cb"] = self._on_client_error
-        self.producer = Producer(config)
+        self._producer = ProducerHandle(
+            config, name="outbox publisher", refusals=self.refusals,
+            on_error=lambda error: logger.warning("Kafka outbox publisher error (librdkafka retries by itself): %s",
+                                                  error),
+        )
 
-    def _on_client_error(self, error: Any) -> None:
-        if not self.refusals.seen(error):
-            logger.warning("Kafka outbox publisher error (librdkafka retries by itself): %s", error)
+    @property
+    def producer(self) -> ProducerClient:
+        """The producer client in use (a new one after a fatal error)."""
+        return self._producer.client
 
     def publish_batch(self) -> BatchResult:
         """Take the oldest pending rows (locked), publish, wait for acks, mark; one transaction."""
@@ -117,14 +136,9 @@ class OutboxPublisher:
         return result
 
     def _send(self, rows: list, result: BatchResult) -> dict[int, Any]:
-        """Produce every encodable row; returns row id -> delivery error (None = delivered)."""
+        """Produce every encodable row and wait for the acks; returns row id -> error (None = delivered)."""
         outcomes: dict[int, Any] = {}
-
-        def reporter(row_id: int) -> Any:
-            def on_delivery(error: Any, _message: Any) -> None:
-                outcomes[row_id] = error
-            return on_delivery
-
+        sent: list[tuple[int, Outgoing]] = []
         for row in rows:
             try:
                 topic, key, value, headers = encode_row(row, self.settings)
@@ -135,16 +149,17 @@ class OutboxPublisher:
                 outcomes[row.id] = error
                 result.errors.append(f"row {row.id}: {error!r}")
                 break  # later rows (maybe with the same key) must not overtake this one
-            try:
-                self.producer.produce(topic, key=key, value=value, headers=headers, on_delivery=reporter(row.id))
-            except BufferError:
-                self.producer.poll(1.0)
-                self.producer.produce(topic, key=key, value=value, headers=headers, on_delivery=reporter(row.id))
-            except Exception as error:  # noqa: BLE001 -- e.g. message too large: the row can never go out
-                outcomes[row.id] = PermanentRowError(f"{type(error).__name__}: {error}")
-        deadline = time.monotonic() + self.settings.outbox_delivery_timeout_sec
-        while len(self.producer) > 0 and time.monotonic() < deadline and self.refusals.reason is None:
-            self.producer.poll(0.05)
+            sent.append((row.id, Outgoing(topic, key, value, headers)))
+        delivered = produce_and_wait(self.producer, [message for _, message in sent],
+                                     self.settings.outbox_delivery_timeout_sec,
+                                     give_up=lambda: self.refusals.reason is not None)
+        for (row_id, _), outcome in zip(sent, delivered, strict=True):
+            if outcome.delivered:
+                outcomes[row_id] = None
+            elif _refused_for_good(outcome.error):
+                outcomes[row_id] = PermanentRowError(f"{type(outcome.error).__name__}: {outcome.error}")
+            else:
+                outcomes[row_id] = outcome.reason
         return outcomes
 
     def _mark(self, rows: list, outcomes: dict[int, Any], result: BatchResult) -> None:
