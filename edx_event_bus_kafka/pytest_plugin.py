@@ -19,6 +19,8 @@ Fixtures:
 - ``kafka_broker_factory``: makes more brokers of the chosen kind for one test (stopped after it),
   for tests that stop or restart a broker.
 - ``kafka_topic``: a fresh, uniquely named topic on ``kafka_broker`` for one test (3 partitions).
+- ``memory_kafka``: an :class:`~edx_event_bus_kafka.testing.memory.InMemoryKafka` that every client
+  of the event bus uses during one test, with ``EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS`` pointing at it.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ from .testing import (
     selected_group_protocol,
 )
 from .testing.brokers import BROKER_ENV, GROUP_PROTOCOL_ENV
+from .testing.memory import InMemoryKafka
 
 APACHE_ONLY_MARKER = "apache_kafka"
 
@@ -122,3 +125,12 @@ def kafka_topic(kafka_broker: KafkaTestBroker, request: pytest.FixtureRequest) -
     name = f"test-{safe}-{uuid.uuid4().hex[:8]}"
     kafka_broker.create_topics([name], partitions=3)
     return name
+
+
+@pytest.fixture
+def memory_kafka() -> Iterator[InMemoryKafka]:
+    """An in-memory Kafka for one test: the event bus's clients use it, and the bootstrap setting names it."""
+    from django.test import override_settings
+
+    with InMemoryKafka() as kafka, override_settings(EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS=kafka.bootstrap_servers):
+        yield kafka

@@ -9,6 +9,9 @@ Two real brokers behind one interface, :class:`KafkaTestBroker`:
   from Maven Central (needs Java 17+ and Maven, or a folder of Kafka jars), with optional
   SASL/SCRAM, SASL/PLAIN over TLS and mutual-TLS listeners.
 
+:mod:`edx_event_bus_kafka.testing.memory` has an in-memory Kafka with the same clients'
+interface, for fast tests without any broker (:class:`~edx_event_bus_kafka.testing.memory.InMemoryKafka`).
+
 The pytest fixtures built on them live in ``edx_event_bus_kafka.pytest_plugin`` and are available
 automatically once the package is installed.
 
