@@ -203,6 +203,9 @@ def produce_and_wait(producer: ProducerClient, messages: Sequence[Outgoing], tim
         if remaining <= 0 or (give_up is not None and give_up()):
             break
         producer.poll(min(WAIT_SLICE_SEC, remaining))
+    # Served even when produce() refused everything: a client in a fatal state says why only through
+    # its error callback, which is what gets it rebuilt.
+    producer.poll(0)
     if any(not outcome.settled for outcome in outcomes):
         producer.purge(in_queue=True, in_flight=False)
         producer.poll(0)  # serves the withdrawn messages' reports
