@@ -375,6 +375,16 @@ def unreachable_broker__queued_messages_time_out_or_are_purged(side: Side) -> No
     assert [error.code() for error in reports] == [KafkaError._PURGE_QUEUE] * 2
 
 
+def metadata_from_a_broker_that_does_not_answer_fails_after_the_timeout(side: Side) -> None:
+    """list_topics against a broker that does not answer waits out its timeout, then raises KafkaException."""
+    factory, bootstrap = side.unreachable()
+    admin = factory.admin({"bootstrap.servers": bootstrap, "log_level": 0, "error_cb": lambda _error: None})
+    started = time.monotonic()
+    with pytest.raises(KafkaException):
+        admin.list_topics(timeout=0.5)
+    assert time.monotonic() - started >= 0.45
+
+
 def partition_eof_events_when_asked_for(side: Side) -> None:
     """With enable.partition.eof, reaching the end of a partition yields one _PARTITION_EOF event."""
     topic = side.topic()
@@ -422,6 +432,7 @@ CHECKS: list[Callable[[Side], None]] = [
     an_oversized_message_is_refused_by_produce,
     an_illegal_topic_name_fails_the_delivery_report,
     unreachable_broker__queued_messages_time_out_or_are_purged,
+    metadata_from_a_broker_that_does_not_answer_fails_after_the_timeout,
     partition_eof_events_when_asked_for,
     offsets_for_times_find_the_first_message_at_or_after,
 ]
