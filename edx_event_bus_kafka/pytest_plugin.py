@@ -21,6 +21,8 @@ Fixtures:
 - ``kafka_topic``: a fresh, uniquely named topic on ``kafka_broker`` for one test (3 partitions).
 - ``memory_kafka``: an :class:`~edx_event_bus_kafka.testing.memory.InMemoryKafka` that every client
   of the event bus uses during one test, with ``EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS`` pointing at it.
+- ``published_events``: :func:`~edx_event_bus_kafka.testing.capture_events` for one test: the
+  events the service publishes during the test, decoded.
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ from .testing import (
     GROUP_PROTOCOLS,
     EmbeddedKafkaBroker,
     KafkaTestBroker,
+    PublishedEvents,
+    capture_events,
     make_test_broker,
     selected_broker_kind,
     selected_group_protocol,
@@ -134,3 +138,10 @@ def memory_kafka() -> Iterator[InMemoryKafka]:
 
     with InMemoryKafka() as kafka, override_settings(EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS=kafka.bootstrap_servers):
         yield kafka
+
+
+@pytest.fixture
+def published_events() -> Iterator[PublishedEvents]:
+    """The events the service publishes during the test, decoded (delivery mode ``immediate``)."""
+    with capture_events() as published:
+        yield published

@@ -121,6 +121,11 @@ class InMemoryKafka(ClusterState):
             numbers = range(len(stored.partitions)) if partition is None else [partition]
             return [message for number in numbers for message in stored.partitions[number]]
 
+    def all_messages(self) -> list[MemoryMessage]:
+        """Every message stored, in every topic, in the order the broker took them."""
+        with self.lock:
+            return list(self.log)
+
     def send(self, topic: str, value: str | bytes | None, *, key: str | bytes | None = None,
              headers: Headers | None = None, partition: int | None = None,
              timestamp_ms: int | None = None) -> MemoryMessage:

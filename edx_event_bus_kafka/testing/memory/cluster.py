@@ -104,6 +104,7 @@ class ClusterState:
         self.default_partitions = default_partitions
         self.auto_create_topics = auto_create_topics
         self.topics: dict[str, StoredTopic] = {}
+        self.log: list[MemoryMessage] = []  # every stored message, in the order the broker took them
         self.offsets: dict[str, dict[tuple[str, int], int]] = {}  # group -> committed offsets
         self.groups: dict[str, Any] = {}  # group id -> consumer.Group
         self.clients: list[MemoryClient] = []
@@ -138,6 +139,7 @@ class ClusterState:
                headers: Any, timestamp_ms: int | None) -> MemoryMessage:
         """Store a message and wake whoever waits for one."""
         stored = self.topics[topic].append(partition, key, value, headers, timestamp_ms or now_ms())
+        self.log.append(stored)
         self.lock.notify_all()
         return stored
 
