@@ -16,13 +16,13 @@ from tests.support.kafka_contract import CHECKS, MemorySide, Side
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=[check.__name__ for check in CHECKS])
-def test_memory_kafka_behaves_as_the_contract_says(check: Callable[[Side], None]):
+def test_memory_kafka_behaves_as_the_contract_says(check: Callable[[Side], None]) -> None:
     """The in-memory Kafka does what the named contract check asserts (so does the real broker)."""
     check(MemorySide(InMemoryKafka()))
 
 
 @pytest.mark.parametrize("name", ["consistent", "murmur2", "fnv1a"])
-def test_partitioners__match_librdkafkas_own_for_random_keys(name):
+def test_partitioners__match_librdkafkas_own_for_random_keys(name) -> None:
     """Our consistent, murmur2 and fnv1a partitioners place 2,000 random keys where librdkafka's functions do."""
     theirs = getattr(confluent_kafka, name)
     keys = [os.urandom(length % 40 + 1) for length in range(500)]
@@ -31,13 +31,13 @@ def test_partitioners__match_librdkafkas_own_for_random_keys(name):
             assert PARTITIONERS[name](key, count) == theirs(key, count), (key, count)
 
 
-def test_unknown_partitioner__is_refused_naming_the_known_ones():
+def test_unknown_partitioner__is_refused_naming_the_known_ones() -> None:
     """A producer configured with a partitioner librdkafka does not have fails at construction."""
     with pytest.raises(ValueError, match="consistent_random"):
         InMemoryKafka().producer({"partitioner": "round_robin_please"})
 
 
-def test_entering__routes_the_packages_clients_and_leaving_restores_them():
+def test_entering__routes_the_packages_clients_and_leaving_restores_them() -> None:
     """Inside ``with InMemoryKafka()`` the package's clients are in-memory ones; afterwards real ones again."""
     with InMemoryKafka() as kafka:
         made = clients.new_producer({"bootstrap.servers": "anything:1"})
@@ -46,7 +46,7 @@ def test_entering__routes_the_packages_clients_and_leaving_restores_them():
     assert clients.current_factory() is clients.CONFLUENT
 
 
-def test_fatal_client_error__producer_fails_what_it_holds_and_refuses_more():
+def test_fatal_client_error__producer_fails_what_it_holds_and_refuses_more() -> None:
     """A fatal error reaches error_cb; queued messages fail with _FATAL and later produce() calls raise."""
     kafka = InMemoryKafka()
     seen: list[KafkaError] = []
@@ -60,10 +60,12 @@ def test_fatal_client_error__producer_fails_what_it_holds_and_refuses_more():
     assert [error.code() for error in reports] == [KafkaError._FATAL]
     with pytest.raises(KafkaException, match="fatal"):
         producer.produce("t", value=b"more")
-    assert kafka.producer({}).produce("t", value=b"new client") is None
+    fresh = kafka.producer({})
+    fresh.produce("t", value=b"new client")
+    assert fresh.flush(1) == 0 and [m.value() for m in kafka.messages("t")] == [b"new client"]
 
 
-def test_injected_faults__are_used_up_in_order_and_only_where_aimed():
+def test_injected_faults__are_used_up_in_order_and_only_where_aimed() -> None:
     """fail_next_produce/delivery/poll hit the next matching calls only, as many times as asked."""
     kafka = InMemoryKafka()
     kafka.create_topic("a")
@@ -83,11 +85,12 @@ def test_injected_faults__are_used_up_in_order_and_only_where_aimed():
     ours = kafka.consumer({"group.id": "g1", "enable.auto.commit": False})
     assert other.poll(0) is None
     (event,) = ours.consume(5, timeout=0)
-    assert event.error().code() == KafkaError._TRANSPORT
+    error = event.error()
+    assert error is not None and error.code() == KafkaError._TRANSPORT
     assert ours.poll(0) is None
 
 
-def test_refused_connections__every_poll_meets_the_refusal_and_metadata_fails_at_once():
+def test_refused_connections__every_poll_meets_the_refusal_and_metadata_fails_at_once() -> None:
     """refuse_connections(): error_cb sees the refusal at each poll, list_topics raises, nothing is delivered."""
     kafka = InMemoryKafka()
     seen: list[KafkaError] = []
@@ -106,7 +109,7 @@ def test_refused_connections__every_poll_meets_the_refusal_and_metadata_fails_at
     assert [message.value() for message in kafka.messages("t")] == [b"v"]
 
 
-def test_outage__messages_wait_and_are_delivered_when_the_broker_is_back():
+def test_outage__messages_wait_and_are_delivered_when_the_broker_is_back() -> None:
     """During an outage produced messages are held; once the broker is back a flush delivers them."""
     kafka = InMemoryKafka()
     producer = kafka.producer({})
@@ -117,7 +120,7 @@ def test_outage__messages_wait_and_are_delivered_when_the_broker_is_back():
     assert len(kafka.messages("t")) == 1
 
 
-def test_expired_member__hears_on_lost_and_its_partitions_move_at_once():
+def test_expired_member__hears_on_lost_and_its_partitions_move_at_once() -> None:
     """expire(): the others get the partitions at their next poll; the member gets on_lost, then rejoins."""
     kafka = InMemoryKafka()
     kafka.create_topic("t", 2)
@@ -146,7 +149,7 @@ def test_expired_member__hears_on_lost_and_its_partitions_move_at_once():
     assert kafka.members("g") == [second, first]
 
 
-def test_consumer_waiting_in_poll__wakes_when_a_message_arrives():
+def test_consumer_waiting_in_poll__wakes_when_a_message_arrives() -> None:
     """A consumer blocked in poll(timeout) returns the message produced meanwhile from another thread."""
     kafka = InMemoryKafka()
     kafka.create_topic("t")
@@ -160,7 +163,7 @@ def test_consumer_waiting_in_poll__wakes_when_a_message_arrives():
     assert not waiter.is_alive() and got[0].value() == b"hello"
 
 
-def test_automatic_commits__are_refused_at_construction():
+def test_automatic_commits__are_refused_at_construction() -> None:
     """The in-memory consumer commits only when asked: enable.auto.commit (librdkafka's default) is refused."""
     with pytest.raises(ValueError, match=r"enable\.auto\.commit"):
         InMemoryKafka().consumer({"group.id": "g"})
