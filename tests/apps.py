@@ -1,4 +1,4 @@
-"""The test app: receivers used by worker subprocess tests."""
+"""The test app: receivers used by worker subprocess tests, and the model of their database effect."""
 import os
 
 from django.apps import AppConfig
@@ -22,3 +22,9 @@ class TestsConfig(AppConfig):
             from tests.receivers import record_arrival
 
             COURSE_ENROLLMENT_CHANGED.connect(record_arrival, dispatch_uid="tests.record_arrival")
+        if os.environ.get("TEST_EFFECT_MODE"):
+            from openedx_events.learning.signals import COURSE_ENROLLMENT_CHANGED
+
+            from tests.receivers import record_effect
+
+            COURSE_ENROLLMENT_CHANGED.connect(record_effect, dispatch_uid="tests.record_effect")

@@ -10,6 +10,7 @@ Each room is one step of the data flow:
 - ``consume``: ``KafkaEventConsumer``: the loop, the error policy, dispatch to receivers.
 - ``dead_letters``: writing dead letters, reading and re-driving them.
 - ``outbox``: the transactional outbox: writing rows, publishing them, the relay.
+- ``inbox``: the consumers' inbox: each group runs an event's receivers once (deduplication), retention.
 - ``operations``: status, topic creation, schema checks.
 - ``runtime``: exit codes and signals, heartbeat, monitoring, audit lines, log hygiene.
 """

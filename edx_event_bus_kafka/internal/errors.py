@@ -139,3 +139,15 @@ class TopicAdminError(EventBusKafkaError):
 
 class PermanentRowError(EventBusKafkaError):
     """An outbox row that can never be serialized (unknown type, bad key path, data not fitting the schema)."""
+
+
+class OffsetResetError(EventBusKafkaError):
+    """A consumer group's offsets could not be planned or moved (nothing or not everything was changed)."""
+
+
+class GroupActiveError(OffsetResetError):
+    """The group has active members, so its offsets must not be moved; ``members`` describes each."""
+
+    def __init__(self, message: str, members: list[Any]):
+        self.members = list(members)
+        super().__init__(message)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import atexit
 import base64
-import fcntl
 import logging
 import os
 import shutil
@@ -26,14 +25,13 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Self
 
 from edx_event_bus_kafka.internal.errors import EmbeddedBrokerError
 
-from .brokers import KafkaTestBroker, die_with_parent, free_loopback_port, wait_for
+from .brokers import KafkaTestBroker, die_with_parent, folder_lock, free_loopback_port, stop_process, wait_for
 from .tls import CertificateAuthority, CertificateFiles
 
 logger = logging.getLogger(__name__)
@@ -101,18 +99,6 @@ def _has_kafka_jars(folder: Path) -> bool:
     return folder.is_dir() and any(folder.glob("kafka_2.13-*.jar")) and any(folder.glob("kafka-clients-*.jar"))
 
 
-@contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
-    """Only one process fetches into ``folder`` at a time (parallel test runs share the cache)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f".{folder.name}.lock", "w", encoding="utf-8") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def ensure_kafka_jars(folder: Path | None = None, *, version: str = KAFKA_VERSION,
                       log4j_version: str = LOG4J_VERSION) -> Path:
     """The folder of the broker's jars, fetched from Maven Central with ``mvn`` if it is missing.
@@ -124,7 +110,7 @@ def ensure_kafka_jars(folder: Path | None = None, *, version: str = KAFKA_VERSIO
     folder = Path(folder) if folder is not None else default_jars_dir(version)
     if _has_kafka_jars(folder):
         return folder
-    with _folder_lock(folder):
+    with folder_lock(folder):
         if _has_kafka_jars(folder):
             return folder
         maven = shutil.which("mvn")
@@ -402,17 +388,10 @@ class ApacheKafkaBroker(KafkaTestBroker):
 
     def _stop_process(self, *, kill: bool = False) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        if not kill:
-            process.terminate()
-            try:
-                process.wait(timeout=self.stop_timeout)
-                return
-            except subprocess.TimeoutExpired:
-                logger.warning("Apache Kafka did not stop within %.0f s of SIGTERM; killing it", self.stop_timeout)
-        process.kill()
-        process.wait(timeout=10)
+        if kill and process is not None and process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        stop_process(process, timeout=self.stop_timeout, what="Apache Kafka")
 
     def _cleanup(self) -> None:
         self._stop_process()

@@ -8,17 +8,24 @@ how ``pytest --kafka-broker`` and ``EVENT_BUS_TEST_KAFKA_BROKER`` choose one.
 from __future__ import annotations
 
 import ctypes
+import fcntl
+import logging
 import os
 import signal
 import socket
+import subprocess
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Self, TypeVar
 
 from edx_event_bus_kafka.internal.errors import EmbeddedBrokerError
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 #: The broker kinds :func:`make_test_broker` knows.
 BROKER_KINDS = ("tansu", "apache")
@@ -59,13 +66,45 @@ def free_loopback_port() -> int:
 
 
 def die_with_parent() -> None:
-    """In a child process: ask Linux to SIGTERM it when the process that started it dies."""
+    """In a child process: ask Linux to SIGTERM it when the process that started it dies.
+
+    Linux ties this to the *thread* that started the child: start brokers from the main thread (or
+    a thread that outlives them), or they stop when that thread ends.
+    """
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         pr_set_pdeathsig = 1
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
     except OSError:  # not Linux: rely on atexit and stop()
         pass
+
+
+def stop_process(process: subprocess.Popen[Any] | None, *, timeout: float, what: str = "the process",
+                 warn: bool = True) -> None:
+    """SIGTERM ``process``, wait up to ``timeout`` s, then kill it (``warn``: say so); nothing if it has exited."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+        return
+    except subprocess.TimeoutExpired:
+        if warn:
+            logger.warning("%s did not stop within %.0f s of SIGTERM; killing it", what, timeout)
+    process.kill()
+    process.wait(timeout=10)
+
+
+@contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Only one process at a time fills ``folder`` (parallel test runs share downloads)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def fast_consumer_config(kind: str | None = None, group_protocol: str | None = None) -> dict[str, Any]:
@@ -96,7 +135,8 @@ class KafkaTestBroker(ABC):
     ``start()`` returns once the broker answers a metadata request; ``stop()`` ends it (a bounded
     wait, then a kill); ``restart()`` starts it again on the same port so connected clients
     reconnect; ``close()`` stops it for good and frees its storage. Brokers also stop when the
-    interpreter exits or their parent process dies. Whether data survives a stop differs: see
+    interpreter exits or their parent process dies (or the thread that started them ends: start and
+    restart them from the main thread). Whether data survives a stop differs: see
     :attr:`keeps_data_on_restart`.
     """
 

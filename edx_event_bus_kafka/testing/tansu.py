@@ -16,7 +16,7 @@ from typing import Any, Self
 
 from edx_event_bus_kafka.internal.errors import EmbeddedBrokerError
 
-from .brokers import KafkaTestBroker, die_with_parent, free_loopback_port, wait_for
+from .brokers import KafkaTestBroker, die_with_parent, free_loopback_port, stop_process, wait_for
 
 logger = logging.getLogger(__name__)
 
@@ -120,15 +120,9 @@ class EmbeddedKafkaBroker(KafkaTestBroker):
 
     def _terminate(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                # Tansu waits for connected clients to leave before exiting on SIGTERM; the data is
-                # in memory anyway, so do not wait long before killing it.
-                process.wait(timeout=1)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        # Tansu waits for connected clients to leave before exiting on SIGTERM; the data is in
+        # memory anyway, so do not wait long before killing it.
+        stop_process(process, timeout=1, what="Tansu", warn=False)
         if self._log_file is not None:
             self._log_file.close()
             try:

@@ -179,3 +179,21 @@ def test_low_traffic__a_lone_message_is_not_held_until_the_poll_timeout(bus_sett
     finally:
         assert worker.stop(timeout=20) == 0, worker.output()  # a stop does not wait out the poll either
     assert [e["id"] for e in worker.entries("done")] == [str(metadata.id)]
+
+
+def test_event_type_filter__other_types_skipped_committed_and_counted(bus_settings, kafka_topic, tmp_path):
+    """Only the requested type is emitted; the start line names it and the exit summary counts the rest."""
+    bootstrap = bus_settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS
+    group = f"types-{uuid.uuid4().hex[:6]}"
+    produce(kafka_topic, 3)  # enrollment events
+    other = "org.openedx.learning.auth.session.login.completed.v1"
+    worker = Worker.consume_events(tmp_path, bootstrap, kafka_topic, group, "--event-type", other).start()
+    try:
+        wait_for(lambda: sum(max(0, o) for o in committed_offsets(bootstrap, group, kafka_topic).values()) == 3,
+                 timeout=40, what="the skipped messages' offsets to be committed")
+    finally:
+        assert worker.stop() == 0, worker.output()
+    assert worker.entries() == []  # no receiver ran
+    output = worker.output()
+    assert f"Consuming only event types {other}" in output
+    assert f"Skipped 3 messages of other event types than {other}" in output

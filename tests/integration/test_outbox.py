@@ -160,3 +160,39 @@ def test_two_relays_on_postgresql_publish_every_row_exactly_once(outbox_db, kafk
     ids = [dict(m.headers())["ce_id"] for m in messages]
     assert len(ids) == 300 and len(set(ids)) == 300
     assert_per_key_order(user_ids(messages), 5)
+
+
+def test_relay_across_a_broker_restart_that_forgot_its_producer_state__publishes_what_is_written_after(
+    outbox_db, kafka_broker_factory, tmp_path,
+):
+    """The relay's idempotent producer is rejected by a restarted broker that lost its state; it recovers."""
+    broker = kafka_broker_factory()
+    bootstrap = broker.bootstrap_servers
+    topic = f"restart-{uuid.uuid4().hex[:6]}"
+    broker.create_topics([topic], partitions=2)
+    env = process_env(outbox_db, bootstrap, EVENT_BUS_KAFKA_OUTBOX_PUBLISH_ON_COMMIT=False,
+                      EVENT_BUS_KAFKA_OUTBOX_DELIVERY_TIMEOUT_SEC=2.0)
+    run(env, "-m", "tests.support.outbox_script", "write", "--topic", topic, "--count", "10", "--keys", "2")
+    relay, output = start(env, tmp_path, "relay", "manage.py", "relay_outbox")
+    try:
+        wait_for(lambda: backlog(env)["pending"] == 0, timeout=60, what="the first rows to be published")
+        broker.stop()  # Tansu forgets everything; Apache Kafka keeps its log and producer state
+        broker.start()
+        if topic not in broker_topics(bootstrap):
+            broker.create_topics([topic], partitions=2)
+        run(env, "-m", "tests.support.outbox_script", "write", "--topic", topic, "--count", "20", "--keys", "2")
+        wait_for(lambda: backlog(env)["pending"] == 0, timeout=90, what="the rows written after the restart")
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        code = relay.wait(30)
+    log = output.read_text()
+    assert code == 0, log[-3000:]
+    assert sorted(set(user_ids(read_messages(bootstrap, topic, 60, timeout=10)))) == list(range(20))
+    # Tansu forgets producer ids: the relay replaced its client once. Apache Kafka kept them: no need.
+    assert log.count("replacing the Kafka client") <= 1, log[-3000:]
+
+
+def broker_topics(bootstrap: str) -> set[str]:
+    from confluent_kafka.admin import AdminClient
+
+    return set(AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics)

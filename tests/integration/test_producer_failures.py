@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import logging
 import socket
+import uuid
 
 import pytest
 from openedx_events.data import EventsMetadata
 
 from edx_event_bus_kafka import create_producer
+from edx_event_bus_kafka.testing import wait_for
 from tests.events import ENROLLMENT_KEY_FIELD, ENROLLMENT_SIGNAL, enrollment_event_data
 
 pytestmark = pytest.mark.integration
@@ -55,3 +57,39 @@ def test_unreachable_registry__serialization_failure_logged_and_retried_later(bu
     assert_logged_with_context(caplog, metadata, kafka_topic, "serialization")
     send(producer, kafka_topic, enrollment_event_data(1))
     assert producer.stats.snapshot()["failures_by_reason"] == {"serialization": 2}
+
+
+def test_broker_restart_that_forgot_producer_ids__producer_replaces_its_client_and_delivers_again(
+    settings, kafka_broker_factory, caplog,
+):
+    """A long-lived producer keeps delivering after its broker lost the state of idempotent producers.
+
+    Tansu keeps nothing across a restart, so it answers the old client's produce requests with
+    UNKNOWN_PRODUCER_ID for ever; Apache Kafka keeps its state, so there is nothing to replace.
+    """
+    broker = kafka_broker_factory()
+    topic = f"restart-{uuid.uuid4().hex[:6]}"
+    broker.create_topics([topic], partitions=1)
+    settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS = broker.bootstrap_servers
+    settings.EVENT_BUS_KAFKA_PRODUCER_CONFIG = {"message.timeout.ms": 3000}  # Tansu's InitProducerId takes ~1 s
+    settings.EVENT_BUS_KAFKA_POLL_INTERVAL_SEC = 0.1
+    producer = create_producer()
+    assert producer is not None
+    send(producer, topic, enrollment_event_data(1))
+    wait_for(lambda: producer.stats.snapshot()["delivered"] == 1, timeout=30, what="the first delivery")
+    assert producer.stats.snapshot()["failed"] == 0
+    broker.stop()
+    broker.start()
+    from tests.integration.test_outbox import broker_topics
+
+    if topic not in broker_topics(broker.bootstrap_servers):  # Tansu forgot it too
+        broker.create_topics([topic], partitions=1)
+
+    def delivered_again() -> bool:
+        send(producer, topic, enrollment_event_data(2))
+        producer.client.poll(0.2)
+        return producer.stats.snapshot()["delivered"] > 1
+
+    wait_for(delivered_again, timeout=60, interval=0.2, what="a delivery after the restart")
+    replaced = [r for r in caplog.records if "replacing the Kafka client" in r.getMessage()]
+    assert len(replaced) <= 1, [r.getMessage() for r in replaced]

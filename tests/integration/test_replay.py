@@ -62,3 +62,42 @@ def test_offset_time__group_replays_from_that_time_then_keeps_consuming(kafka_br
     replayed = [e["id"] for e in replay.entries("done")]
     assert sorted(replayed) == sorted([ids[3], ids[4], ids[5], later[6]])
     assert f"Replaying from {when.isoformat()}" in replay.output()
+
+
+@pytest.mark.parametrize("concurrency", ["1", "3"])
+def test_offset_time__a_restarted_worker_with_the_flag_does_not_replay_again(kafka_broker, tmp_path, concurrency):
+    """The flag replays once per requested time: a restart with it consumes on; another time replays again."""
+    topic, group = f"replay-once-{uuid.uuid4().hex[:6]}", f"replay-once-group-{uuid.uuid4().hex[:6]}"
+    kafka_broker.create_topics([topic], partitions=2)
+    base_ms = (int(time.time()) - 3600) * 1000
+    ids = produce_at(kafka_broker.bootstrap_servers, topic, range(6), base_ms)
+    committer = Consumer({"bootstrap.servers": kafka_broker.bootstrap_servers, "group.id": group, "log_level": 0})
+    committer.commit(offsets=[TopicPartition(topic, 0, 3), TopicPartition(topic, 1, 3)], asynchronous=False)
+    committer.close()
+
+    def worker(name: str, when: datetime) -> Worker:
+        return Worker.consume_events(tmp_path, kafka_broker.bootstrap_servers, topic, group, "--offset-time",
+                                     when.isoformat(), "--concurrency", concurrency, name=name,
+                                     log_path=tmp_path / f"{name}.jsonl")
+
+    def consume_until(started: Worker, *event_ids: str) -> list[str]:
+        """The ids the worker processed, once it has processed ``event_ids`` and stopped."""
+        try:
+            started.wait_for_entries(lambda e: set(event_ids) <= {x["id"] for x in e if x["phase"] == "done"},
+                                     timeout=60)
+        finally:
+            assert started.stop() == 0, started.output()
+        return sorted(e["id"] for e in started.entries("done"))
+
+    when = datetime.fromtimestamp((base_ms + 2500) / 1000, tz=UTC)
+    replayed = [ids[3], ids[4], ids[5]]
+    assert consume_until(worker("first", when).start(), *replayed) == sorted(replayed)
+
+    restarted = worker("restarted", when).start()
+    later = produce_at(kafka_broker.bootstrap_servers, topic, range(6, 7), base_ms, timestamps=False)
+    assert consume_until(restarted, later[6]) == [later[6]]  # a replay would bring event 4 first (partition 0)
+    assert f"Not replaying from {when.isoformat()}: the group already did" in restarted.output()
+
+    earlier = datetime.fromtimestamp((base_ms + 500) / 1000, tz=UTC)
+    replayed = [*(ids[n] for n in range(1, 6)), later[6]]
+    assert consume_until(worker("another-time", earlier).start(), *replayed) == sorted(replayed)

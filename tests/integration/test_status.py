@@ -67,3 +67,4 @@ def test_status__as_a_process_and_unknown_topic(known_state):
                              check=False)
     assert missing.returncode != 0
     assert "topic 'no-such-topic' does not exist" in missing.stderr
+

@@ -30,7 +30,6 @@ Where it differs from Confluent's registry (and from the stand-in), as measured 
 from __future__ import annotations
 
 import atexit
-import fcntl
 import json
 import logging
 import os
@@ -43,15 +42,13 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 from edx_event_bus_kafka.testing import free_loopback_port, wait_for
-from edx_event_bus_kafka.testing.brokers import die_with_parent
+from edx_event_bus_kafka.testing.brokers import die_with_parent, folder_lock, stop_process
 
 logger = logging.getLogger(__name__)
 
@@ -88,18 +85,6 @@ def _is_unpacked(folder: Path) -> bool:
     return (folder / "quarkus-run.jar").is_file() and (folder / "lib" / "main").is_dir()
 
 
-@contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
-    """One process fetches into ``folder`` at a time (parallel test runs share it)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f".{folder.name}.lock", "w", encoding="utf-8") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def ensure_apicurio(folder: Path | None = None, *, version: str = APICURIO_VERSION) -> Path:
     """The unpacked distribution's folder, fetched from Maven Central with ``mvn`` if it is missing.
 
@@ -110,7 +95,7 @@ def ensure_apicurio(folder: Path | None = None, *, version: str = APICURIO_VERSI
     folder = Path(folder) if folder is not None else default_dist_dir(version)
     if _is_unpacked(folder):
         return folder
-    with _folder_lock(folder):
+    with folder_lock(folder):
         if _is_unpacked(folder):  # another process fetched it while this one waited
             return folder
         maven = shutil.which("mvn")
@@ -253,14 +238,7 @@ class ApicurioRegistry:
     def stop(self) -> None:
         """SIGTERM, a bounded wait, then a kill; deletes its folder (log included). Idempotent."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                logger.warning("Apicurio Registry did not stop within %.0f s of SIGTERM; killing it", self.stop_timeout)
-                process.kill()
-                process.wait(timeout=10)
+        stop_process(process, timeout=self.stop_timeout, what="Apicurio Registry")
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None

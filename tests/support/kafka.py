@@ -38,3 +38,21 @@ def read_messages(bootstrap: str, topic: str, count: int, *, timeout: float = 20
 def read_nothing_more(bootstrap: str, topic: str, expected: int, *, quiet_for: float = 2.0) -> list[Any]:
     """All messages of ``topic`` when at most ``expected`` are there, waiting ``quiet_for`` s for extras."""
     return read_messages(bootstrap, topic, expected + 1, timeout=quiet_for + 3.0)
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """The group's committed offset per partition (negative when nothing is committed)."""
+    from confluent_kafka import TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "log_level": 0})
+    try:
+        found = consumer.committed([TopicPartition(topic, number) for number in range(partitions)], timeout=10)
+        return {tp.partition: tp.offset for tp in found}
+    finally:
+        consumer.close()
+
+
+def places(bootstrap: str, topic: str, count: int) -> dict[str, tuple[int, int]]:
+    """Event id (``ce_id``) -> (partition, offset) of the first ``count`` messages of ``topic``."""
+    return {dict(m.headers())["ce_id"].decode(): (m.partition(), m.offset())
+            for m in read_messages(bootstrap, topic, count, timeout=30)}

@@ -270,6 +270,28 @@ def assigned_consumer_positions(side: Side) -> None:
         consumer.close()
 
 
+def paused_partitions_fetch_nothing_until_resumed_and_seek_rereads(side: Side) -> None:
+    """assignment() lists the assigned partitions; pause() stops fetching, resume() restarts it, seek() rereads."""
+    topic = side.topic()
+    producer = side.producer()
+    produce_each(producer, topic, [b"a", b"b"])
+    consumer = side.consumer()
+    try:
+        assert [message.value() for message in read_all(consumer, topic, 0, 2)] == [b"a", b"b"]
+        assert [(tp.topic, tp.partition) for tp in consumer.assignment()] == [(topic, 0)]
+        consumer.pause(consumer.assignment())
+        produce_each(producer, topic, [b"c"])
+        assert [message for message in consumer.consume(5, timeout=1.0) if message.error() is None] == []
+        consumer.resume(consumer.assignment())
+        assert [message.value() for message in consume_until(consumer, 1, "the message produced while paused")] \
+            == [b"c"]
+        consumer.seek(TopicPartition(topic, 0, 0))
+        assert [message.value() for message in consume_until(consumer, 3, "the partition again after a seek")] \
+            == [b"a", b"b", b"c"]
+    finally:
+        consumer.close()
+
+
 def poll_until(consumers: list[ConsumerClient], condition: Callable[[], bool], what: str) -> None:
     """Poll every consumer (serving rebalance callbacks) until ``condition()`` holds."""
     def polled() -> bool:
@@ -428,6 +450,7 @@ CHECKS: list[Callable[[Side], None]] = [
     watermarks_of_a_missing_partition_raise,
     consume_waits_for_the_batch_or_the_timeout,
     assigned_consumer_positions,
+    paused_partitions_fetch_nothing_until_resumed_and_seek_rereads,
     a_lone_member_gets_every_partition_and_revokes_them_on_close,
     two_members_share_the_partitions,
     creating_an_existing_topic_fails_with_topic_already_exists,

@@ -1,10 +1,12 @@
-"""Outbox helper processes: ``python -m tests.support.outbox_script write|crash-relay ...``.
+"""Outbox helper processes: ``python -m tests.support.outbox_script write|crash-relay|send-one ...``.
 
 ``write --topic T --count N --keys K``: send N events in outbox mode, ten per transaction, event
 ``n`` with key ``course-v1:edX+K{n % K}+2026``; prints ``wrote N``.
 ``crash-relay``: a relay that publishes one batch, waits for the broker's acknowledgement, prints
 ``acknowledged N`` and then hangs before marking the rows, so a test can kill -9 it at exactly
 that point.
+``send-one --topic T``: what a web request does, one send outside any transaction; prints
+``returned; event_id=... outboxed=N failed=N`` once ``send`` has returned.
 """
 from __future__ import annotations
 
@@ -44,6 +46,18 @@ def write(args: argparse.Namespace) -> int:
     return 0
 
 
+def send_one(args: argparse.Namespace) -> int:
+    """What a web request does: one send in outbox mode, outside any transaction; prints ``returned``."""
+    producer = create_producer()
+    assert producer is not None
+    metadata = EventsMetadata(event_type=ENROLLMENT_SIGNAL.event_type)
+    producer.send(signal=ENROLLMENT_SIGNAL, topic=args.topic, event_key_field=ENROLLMENT_KEY_FIELD,
+                  event_data=enrollment_event_data(4242), event_metadata=metadata)
+    counts = producer.stats.snapshot()
+    print(f"returned; event_id={metadata.id} outboxed={counts['outboxed']} failed={counts['failed']}", flush=True)
+    return 0
+
+
 def crash_relay(_args: argparse.Namespace) -> int:
     def hang_before_marking(self: outbox.OutboxPublisher, rows: list, outcomes: dict, result: object) -> None:
         acknowledged = sum(1 for row in rows if outcomes.get(row.id, "missing") is None)
@@ -57,12 +71,13 @@ def crash_relay(_args: argparse.Namespace) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("action", choices=["write", "crash-relay"])
+    parser.add_argument("action", choices=["write", "crash-relay", "send-one"])
     parser.add_argument("--topic", default="outbox-topic")
     parser.add_argument("--count", type=int, default=10)
     parser.add_argument("--keys", type=int, default=3)
     args = parser.parse_args()
-    return write(args) if args.action == "write" else crash_relay(args)
+    actions = {"write": write, "crash-relay": crash_relay, "send-one": send_one}
+    return actions[args.action](args)
 
 
 if __name__ == "__main__":

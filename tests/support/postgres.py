@@ -27,9 +27,14 @@ def _bin(name: str) -> str:
 
 
 class TemporaryPostgres:
-    """``start()`` a private cluster on 127.0.0.1:<free port> with trust auth; ``dsn`` to connect."""
+    """``start()`` a private cluster on 127.0.0.1:<free port> with trust auth; ``dsn`` to connect.
 
-    def __init__(self) -> None:
+    Tests run it without fsync (``-F``); ``durable=True`` keeps PostgreSQL's default (fsync on), for
+    benchmarks whose figures must include the cost of a commit reaching the disk.
+    """
+
+    def __init__(self, *, durable: bool = False) -> None:
+        self.durable = durable
         self.port = free_loopback_port()
         self.root = Path(tempfile.mkdtemp(prefix="pg-"))
         self.data = self.root / "data"
@@ -42,10 +47,27 @@ class TemporaryPostgres:
         if self._as_user:
             shutil.chown(self.root, user="postgres")
         self._run(_bin("initdb"), "-D", str(self.data), "--auth=trust", "-U", "postgres", "--no-sync")
-        self._run(_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "start",
-                  "-o", f"-h 127.0.0.1 -p {self.port} -k {self.root} -F")
-        wait_for(self._accepts, timeout=30, what="PostgreSQL to accept connections")
+        self.start_server()
         return self
+
+    def start_server(self) -> None:
+        """Start the server (again) on the same port and data; returns once it accepts connections."""
+        self._run(_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "start",
+                  "-o", f"-h 127.0.0.1 -p {self.port} -k {self.root}{'' if self.durable else ' -F'}")
+        wait_for(self._accepts, timeout=30, what="PostgreSQL to accept connections")
+
+    def stop_server(self) -> None:
+        """An outage: stop the server at once (connections are cut); its data stays for ``start_server``."""
+        self._run(_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def terminate_connections(self, database: str) -> int:
+        """Cut every client connection to ``database`` (``pg_terminate_backend``); returns how many."""
+        import psycopg
+
+        with psycopg.connect(self.dsn("postgres"), autocommit=True) as connection:
+            rows = connection.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                      "WHERE datname = %s AND pid <> pg_backend_pid()", (database,)).fetchall()
+        return sum(1 for (terminated,) in rows if terminated)
 
     def _accepts(self) -> bool:
         import psycopg

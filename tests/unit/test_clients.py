@@ -1,6 +1,9 @@
 """The client module's rules, on the in-memory Kafka: routing, rebuild after a fatal error, produce and wait."""
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 from confluent_kafka import KafkaError
 
@@ -139,3 +142,36 @@ def test_producer_handle__a_given_client_is_used_as_it_is():
     kafka.raise_client_error(FATAL, kind="producer")
     given.poll(0)
     assert handle.client is given and len(kafka.producers) == 1
+
+
+#: confluent-kafka's client classes: only internal/kafka/clients.py may name them.
+CLIENT_CLASSES = {"Producer", "Consumer", "AdminClient", "SerializingProducer", "DeserializingConsumer"}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _client_class_uses(path: Path) -> list[str]:
+    """Where ``path`` imports a confluent-kafka client class or reaches one as ``confluent_kafka.X``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("confluent_kafka"):
+            found += [f"{node.lineno}: imports {alias.name}" for alias in node.names if alias.name in CLIENT_CLASSES]
+        elif (isinstance(node, ast.Attribute) and node.attr in CLIENT_CLASSES and isinstance(node.value, ast.Name)
+              and node.value.id == "confluent_kafka"):
+            found.append(f"{node.lineno}: confluent_kafka.{node.attr}")
+    return found
+
+
+def test_only_the_client_module_makes_kafka_clients():
+    """The package, benchmarks and scripts make every Kafka client through internal/kafka/clients.py.
+
+    (The in-memory Kafka's clients are its own classes; tests may observe real brokers with plain clients.)
+    """
+    allowed = ROOT / "edx_event_bus_kafka" / "internal" / "kafka" / "clients.py"
+    offenders = {
+        str(path.relative_to(ROOT)): uses
+        for folder in ("edx_event_bus_kafka", "benchmarks", "scripts")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if path != allowed and (uses := _client_class_uses(path))
+    }
+    assert offenders == {}
+    assert _client_class_uses(allowed)  # the scan does find them where they are

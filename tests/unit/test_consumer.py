@@ -238,9 +238,10 @@ def test_event_types__other_types_are_skipped_and_committed(bus, topic, receiver
     """A consumer limited to other event types emits nothing for these, and still moves past them."""
     send(bus, topic, 1)
     send(bus, topic, 2)
-    consumer = KafkaEventConsumer(topic, "group", event_types=["org.openedx.some.other.type.v1"])
+    consumer = KafkaEventConsumer(topic, "group", event_types=["org.openedx.learning.auth.session.login.completed.v1"])
     run_until(consumer, lambda: bus.committed("group", topic) == {0: 2}, what="both offsets committed")
     assert receiver.calls == []
+    assert consumer.skipped_other_types == 2
 
 
 def test_redriven_copy_for_another_group__is_skipped_and_committed(bus, topic, receiver):
@@ -332,3 +333,32 @@ def test_offset_time__group_replays_from_the_first_message_at_or_after_it(bus, t
     run_until(consumer, lambda: len(receiver.calls) == 3)
     assert sorted(receiver.user_ids) == [3, 4, 5]
     assert f"Replaying from {when.isoformat()}" in logs.text
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_offset_time__a_restarted_worker_with_the_flag_does_not_replay_again(bus, receiver, logs, concurrency):
+    """The replay's commits carry its marker: a restart with the same time consumes on, another time replays."""
+    topic = f"replay-once-{uuid.uuid4().hex[:8]}"
+    bus.create_topic(topic, 2)
+    base_ms = 1_795_000_000_000
+    for number in range(6):
+        key, value, headers, _ = encoded_event(number)
+        bus.send(topic, value, key=key, headers=headers, partition=number % 2, timestamp_ms=base_ms + number * 1000)
+    bus.commit("group", topic, 0, 3)
+    bus.commit("group", topic, 1, 3)
+    when = datetime.fromtimestamp((base_ms + 2500) / 1000, tz=UTC)
+
+    def worker(at: datetime) -> KafkaEventConsumer:
+        return KafkaEventConsumer(topic, "group", offset_time=at.isoformat(), concurrency=concurrency)
+
+    run_until(worker(when), lambda: bus.committed("group", topic) == {0: 3, 1: 3} and len(receiver.calls) == 3)
+    assert sorted(receiver.user_ids) == [3, 4, 5]
+    marker = f"edx_event_bus_kafka replayed-from={when.isoformat()}"
+    assert bus.commit_metadata_of("group", topic) == {0: marker, 1: marker}
+    send(bus, topic, 6, partition=0)
+    run_until(worker(when), lambda: len(receiver.calls) == 4)
+    assert receiver.user_ids[3:] == [6]  # a replay would have brought 4 back first
+    assert f"Not replaying from {when.isoformat()}: the group already did" in logs.text
+    earlier = datetime.fromtimestamp((base_ms + 500) / 1000, tz=UTC)
+    run_until(worker(earlier), lambda: len(receiver.calls) == 4 + 6)
+    assert sorted(receiver.user_ids[4:]) == [1, 2, 3, 4, 5, 6]

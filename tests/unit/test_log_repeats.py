@@ -40,3 +40,15 @@ def test_a_repeat_after_the_period_says_how_many_were_dropped(flood_logger, capl
     assert [r.getMessage() for r in caplog.records] == [
         "broker down", "broker down (and 2 more like it in the last 0 s)",
     ]
+
+
+def test_log_collapsed__our_own_transient_error_warning_is_logged_once_per_minute(flood_logger, caplog):
+    """The producer's "librdkafka retries by itself" warning, fired at every reconnect, shows once."""
+    from edx_event_bus_kafka.internal.runtime.log_repeats import log_collapsed
+
+    for attempt in range(20):
+        log_collapsed(flood_logger, logging.WARNING, f"Kafka producer error: connect failed after {attempt}ms")
+    log_collapsed(flood_logger, logging.WARNING, "Kafka producer error: all brokers down")
+    assert [r.getMessage() for r in caplog.records] == [
+        "Kafka producer error: connect failed after 0ms", "Kafka producer error: all brokers down",
+    ]

@@ -265,3 +265,23 @@ def test_relay__fatal_client_error_rebuilds_the_producer_and_moves_nothing_aside
     assert (result.published, result.failed_permanently) == (2, 0)
     assert status_count(OutboxEvent.FAILED) == 0
     assert user_ids(relay_only.messages(topic)) == [1, 2]
+
+
+def test_publisher__a_client_whose_deliveries_all_fail_while_the_broker_answers_is_replaced(relay_only, topic,
+                                                                                          caplog):
+    """Three passes delivering nothing with the broker answering (a broker that lost its producer state): replaced."""
+    for number in range(2):
+        send(create_producer(), topic, number)
+    relay_only.fail_next_delivery(KafkaError(KafkaError.UNKNOWN_PRODUCER_ID), times=6)  # three passes of two rows
+    publisher = OutboxPublisher()
+    try:
+        first = publisher.producer
+        for _ in range(3):
+            assert publisher.publish_batch().published == 0
+        assert publisher.producer is not first
+        (line,) = [r.getMessage() for r in caplog.records if "replacing the Kafka client" in r.getMessage()]
+        assert "3 passes in a row delivered nothing although the broker answers" in line
+        assert publisher.publish_batch().published == 2
+    finally:
+        publisher.close()
+

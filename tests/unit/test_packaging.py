@@ -82,11 +82,11 @@ def _next_feature_release(version: str) -> str:
     return f"{major}.{int(minor) + 1}"
 
 
-def test_tox_matrix_is_read_as_seven_combinations_and_quality():
+def test_tox_matrix_is_read_as_seven_combinations_the_newest_openedx_events_and_quality():
     """The helpers see the envlist CI runs (so the checks below compare against the real matrix)."""
     assert set(_tox_envs()) == {
         "py311-django42", "py311-django52", "py312-django42", "py312-django52", "py312-django60",
-        "py313-django52", "py313-django60", "quality",
+        "py313-django52", "py313-django60", "py312-django60-newest", "quality",
     }  # fmt: skip
 
 
@@ -122,3 +122,12 @@ def test_openedx_events_lower_bound_is_the_release_the_oldest_combination_instal
     assert installed in specifier
     major, minor, _patch = installed.split(".")
     assert f"{major}.{int(minor) - 1}.99" not in specifier
+
+
+def test_testing_extra_installs_only_what_the_test_requirements_pin():
+    """Each package of the ``testing`` extra is pinned in every test requirements file, so CI runs what users get."""
+    extra = [Requirement(text).name.lower() for text in _setup_keywords()["extras_require"]["testing"]]
+    assert "pytest-django" in extra  # the local broker how-to's example uses its ``settings`` fixture
+    for pins in (ROOT / "requirements" / "test.txt", ROOT / "requirements" / "py311" / "test.txt"):
+        pinned = set(re.findall(r"^([A-Za-z0-9_.-]+)==", pins.read_text(encoding="utf-8"), re.M))
+        assert set(extra) <= {name.lower() for name in pinned}, pins

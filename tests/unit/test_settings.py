@@ -1,6 +1,7 @@
 """Typed settings: defaults, validation errors that name the setting, and secrets that never leak."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import pytest
@@ -9,7 +10,12 @@ from django.test import override_settings
 
 from edx_event_bus_kafka.internal.errors import ConfigurationError
 from edx_event_bus_kafka.internal.settings import clients as config
-from edx_event_bus_kafka.internal.settings.declarations import SETTING_SPECS, get_settings, settings_problems
+from edx_event_bus_kafka.internal.settings.declarations import (
+    SETTING_SPECS,
+    EventBusSettings,
+    get_settings,
+    settings_problems,
+)
 from edx_event_bus_kafka.internal.settings.secrets import Secret, redact_options
 
 REFERENCE_SETTINGS = {
@@ -32,12 +38,39 @@ SECRET_VALUE = "hunter2-very-secret"
 
 
 def test_every_reference_setting_keeps_its_name_and_default():
-    """Each setting of the reference implementation exists with the same default."""
-    specs = {spec.name: spec for spec in SETTING_SPECS}
+    """Each setting of the reference implementation is read, by its name or as an alias, with the same default."""
+    specs = {name: spec for spec in SETTING_SPECS for name in (spec.name, *spec.aliases)}
     for name, default in REFERENCE_SETTINGS.items():
         assert name in specs, name
         assert specs[name].default == default, name
         assert specs[name].reference
+
+
+def test_each_setting_is_declared_once_and_typed_by_its_field():
+    """SETTING_SPECS is derived from EventBusSettings' fields: same names, same order, no duplicates."""
+    attributes = [spec.attribute for spec in SETTING_SPECS]
+    assert attributes == [field.name for field in dataclasses.fields(EventBusSettings)]
+    names = [name for spec in SETTING_SPECS for name in (spec.name, *spec.aliases)]
+    assert len(names) == len(set(names))
+
+
+@pytest.mark.parametrize(("old", "attribute", "value"), [
+    ("EVENT_BUS_KAFKA_CONSUMER_CONSECUTIVE_ERRORS_LIMIT", "worker_consecutive_errors_limit", 7),
+    ("EVENT_BUS_KAFKA_CONSUMER_SHUTDOWN_TIMEOUT_SEC", "worker_shutdown_timeout_sec", 12.0),
+])
+def test_older_names_of_worker_settings_keep_working(old, attribute, value):
+    """The settings consume_events and relay_outbox share have neutral names; the older ones still work."""
+    with override_settings(**{old: value}):
+        assert getattr(get_settings(), attribute) == value
+
+
+def test_a_setting_given_under_two_names_is_an_error_naming_both():
+    """Setting a worker setting under its neutral and its older name at once is refused."""
+    with override_settings(EVENT_BUS_KAFKA_WORKER_CONSECUTIVE_ERRORS_LIMIT=3,
+                           EVENT_BUS_KAFKA_CONSUMER_CONSECUTIVE_ERRORS_LIMIT=5):
+        (problem,) = settings_problems()
+    assert "EVENT_BUS_KAFKA_WORKER_CONSECUTIVE_ERRORS_LIMIT" in problem
+    assert "EVENT_BUS_KAFKA_CONSUMER_CONSECUTIVE_ERRORS_LIMIT" in problem
 
 
 def test_defaults_parse_to_typed_values():
@@ -46,7 +79,7 @@ def test_defaults_parse_to_typed_values():
     assert loaded.bootstrap_servers is None
     assert loaded.poll_interval_sec == 1.0
     assert loaded.consumers_enabled is True
-    assert loaded.consumer_consecutive_errors_limit is None
+    assert loaded.worker_consecutive_errors_limit is None
     assert loaded.producer_config == {}
 
 

@@ -1,15 +1,16 @@
-"""event_bus_status on the in-memory Kafka: lag, the oldest unconsumed message, dead letters, the outbox."""
+"""event_bus_status on the in-memory Kafka: lag, the oldest unconsumed message, dead letters, the outbox, the inbox."""
 from __future__ import annotations
 
 import io
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
-from edx_event_bus_kafka.models import OutboxEvent
+from edx_event_bus_kafka.models import InboxEvent, OutboxEvent
 from tests.events import ENROLLMENT_SIGNAL
 from tests.support.memory_bus import encoded_event
 
@@ -82,3 +83,19 @@ def test_status__refusing_broker_is_a_command_error_saying_so(known_state, bus):
     bus.refuse_connections()
     with pytest.raises(CommandError, match="Kafka refused the status reader: authentication failed"):
         status("-t", topic, "-g", group, "--no-outbox")
+
+
+@pytest.mark.django_db
+def test_status__shows_the_groups_inbox_size_and_oldest_row(known_state, settings):
+    """With deduplication on, the report has the group's inbox rows, the table's rows and the oldest row's age."""
+    topic, group = known_state
+    settings.EVENT_BUS_KAFKA_CONSUMER_DEDUPLICATION = {group: True}
+    for event_id, owner, hours in (("a", group, 5), ("b", group, 1), ("c", "someone-else", 9)):
+        InboxEvent.objects.create(consumer_group=owner, event_id=event_id, topic=topic, kafka_partition=0,
+                                  kafka_offset=0, processed_at=timezone.now() - timedelta(hours=hours))
+    inbox = json.loads(status("-t", topic, "-g", group, "--json"))["inbox"]
+    assert (inbox["deduplication"], inbox["group_rows"], inbox["table_rows"]) == ("on", 2, 3)
+    assert 5 * 3600 - 60 < inbox["oldest_age_sec"] < 5 * 3600 + 60
+    table = status("-t", topic, "-g", group)
+    assert "Inbox (deduplication on): 2 events remembered for this group, oldest processed 18" in table
+    assert "; 3 rows in the table; retention 604800 s" in table

@@ -96,10 +96,13 @@ def test_create__dry_run_creates_nothing(topics):
     assert report["summary"] == {"created": 0, "exists": 1, "would-create": 1, "unknown": 0, "failed": 0}
 
 
-def test_dry_run__broker_down__still_shows_the_plan_and_a_real_run_fails(topics):
-    """Without an answering broker a dry run shows the plan with existence unknown; a real run fails."""
+def test_dry_run__broker_down__still_shows_the_plan_then_fails_and_so_does_a_real_run(topics):
+    """Without an answering broker a dry run shows the plan with existence unknown, then fails; so does a real run."""
     topics.go_down()
-    output = run("--dry-run", "--timeout", "0.2")
+    out = io.StringIO()
+    with pytest.raises(CommandError, match=r"could not list topics on .*: _TRANSPORT: .*; could not check 2 topics"):
+        call_command("create_event_bus_topics", "--dry-run", "--timeout", "0.2", stdout=out)
+    output = out.getvalue()
     assert all(row[-1] == "unknown" for row in rows(output).values()) and len(rows(output)) == 2, output
     assert f"existence unknown: could not list topics on {topics.bootstrap_servers}: _TRANSPORT" in output
     assert output.splitlines()[-1] == "Dry run: 2 topics planned, whether they exist is unknown."
@@ -181,7 +184,7 @@ def test_plan__prefix_dead_letter_names_and_overrides():
     ]
 
 
-def test_command__bad_settings__is_a_command_error_naming_the_setting(settings):
+def test_command__bad_settings__is_a_command_error_naming_the_setting(topics, settings):
     """Invalid settings or an empty plan stop the command with a message saying what to fix."""
     settings.EVENT_BUS_KAFKA_TOPIC_PARTITIONS = 0
     with pytest.raises(CommandError, match="EVENT_BUS_KAFKA_TOPIC_PARTITIONS=0 must be a whole number >= 1"):

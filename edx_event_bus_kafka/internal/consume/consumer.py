@@ -1,52 +1,59 @@
 """``KafkaEventConsumer``: consume a topic and re-emit each event as its Django signal, at least once.
 
-The loop is a small state machine over batches of messages::
+The poll loop (``parallel.ParallelLoop``) only fetches, hands messages to worker threads and
+commits; the threads do, per message::
 
-    poll batch -> for each message: prepare -> decode -> emit -> settle -> commit batch (async)
+    prepare -> decode -> emit -> settle
 
 Settling marks a message done (its offset becomes committable) when its receivers succeeded, when
 it was dead-lettered, or when it is deliberately skipped. A failure is classified by the
 :class:`ErrorPolicy` (retry / dead-letter / skip); the loop only carries out decisions. Nothing is
-committed for a message that is not done, so a crash or kill re-delivers it.
+committed for a message that is not done, so a crash or kill re-delivers it. A retry waits in its
+lane, never in the poll loop, so the worker keeps polling, heartbeating and serving rebalances
+however long a retry takes (librdkafka's ``max.poll.interval.ms`` is never exceeded by a retry).
+With the default concurrency of 1, one thread processes one message at a time in partition order.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from openedx_events.event_bus import EventBusConsumer
 
 from edx_event_bus_kafka.internal.consume.dispatch import emit
 from edx_event_bus_kafka.internal.consume.error_policy import Action, ErrorPolicy
-from edx_event_bus_kafka.internal.consume.work_cycle import prepare_for_new_work_cycle
+from edx_event_bus_kafka.internal.consume.lanes import ORDERINGS
+from edx_event_bus_kafka.internal.consume.parallel import ParallelLoop
+from edx_event_bus_kafka.internal.consume.replay import Replay
 from edx_event_bus_kafka.internal.dead_letters.writer import (
     REDRIVE_GROUP,
     DeadLetterWriter,
     dead_letter_topic,
     provenance_headers,
 )
-from edx_event_bus_kafka.internal.errors import ConfigurationError, DeadLetterError
+from edx_event_bus_kafka.internal.errors import ConfigurationError, DeadLetterError, InvalidSetting
+from edx_event_bus_kafka.internal.inbox.deduplication import Deduplicator
 from edx_event_bus_kafka.internal.kafka.clients import new_consumer
-from edx_event_bus_kafka.internal.kafka.commits import DoneOffsets
 from edx_event_bus_kafka.internal.kafka.protocols import ConsumerClient
 from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch
-from edx_event_bus_kafka.internal.kafka.seeking import offsets_at, parse_offset_time
+from edx_event_bus_kafka.internal.kafka.seeking import parse_offset_time
 from edx_event_bus_kafka.internal.runtime import monitoring
 from edx_event_bus_kafka.internal.runtime.audit import CONSUMED, CONSUMER_LOGGER, audit
 from edx_event_bus_kafka.internal.runtime.heartbeat import Heartbeat
+from edx_event_bus_kafka.internal.runtime.log_repeats import log_collapsed
 from edx_event_bus_kafka.internal.runtime.worker import (
     EXIT_CONFIG,
-    EXIT_FATAL,
     EXIT_OK,
-    EXIT_TOO_MANY_ERRORS,
+    ConsecutiveErrors,
     WorkerExit,
     stop_on_signals,
 )
 from edx_event_bus_kafka.internal.settings.clients import consumer_client_config, get_full_topic
 from edx_event_bus_kafka.internal.settings.declarations import get_settings
-from edx_event_bus_kafka.internal.wire.decode import decode_message
+from edx_event_bus_kafka.internal.settings.parsers import choice, positive_int
 from edx_event_bus_kafka.internal.wire.headers import HEADER_EVENT_TYPE, HEADER_ID, header_values, single_header
 
 logger = logging.getLogger(CONSUMER_LOGGER)
@@ -55,7 +62,7 @@ logger = logging.getLogger(CONSUMER_LOGGER)
 STOP_CHECK_SEC = 0.25
 
 #: Options accepted besides topic and group (also through ``consume_events --extra``).
-KNOWN_OPTIONS = ("offset_time", "from_beginning", "event_types", "heartbeat_file")
+KNOWN_OPTIONS = ("offset_time", "from_beginning", "event_types", "heartbeat_file", "concurrency", "ordering")
 
 
 class _TooManyErrors(Exception):
@@ -66,9 +73,10 @@ class KafkaEventConsumer(EventBusConsumer):
     """Consume ``topic`` (without prefix) in ``group_id`` and emit its events as Django signals.
 
     Options: ``offset_time`` (ISO 8601 with timezone: move the group to the first message at or
-    after it on every partition, then keep consuming), ``from_beginning`` (the same, from the
-    start of the topic), ``event_types`` (only these types are emitted; others are skipped),
-    ``heartbeat_file`` (kept fresh while the loop makes progress, for ``event_bus_health``).
+    after it on every partition, then keep consuming; once per requested time, see ``replay``),
+    ``from_beginning`` (the same, from the start of the topic), ``event_types`` (only these types
+    are emitted; others are skipped), ``heartbeat_file`` (kept fresh while the loop makes progress,
+    for ``event_bus_health``).
 
     Invalid options or settings do not raise here: they are logged at once and make
     ``consume_indefinitely`` exit with status 2, whichever ``consume_events`` command runs it.
@@ -77,16 +85,20 @@ class KafkaEventConsumer(EventBusConsumer):
     def __init__(self, topic: str, group_id: str, offset_time: Any = None, **options: Any):
         self.topic = topic
         self.group_id = group_id
-        self.consumer: Any = None
+        self.consumer: ConsumerClient | None = None  # made by run()
         self.problem: ConfigurationError | None = None
         self._stop = threading.Event()
         self._fatal_error: Any = None
         self._refusals = RefusalWatch(f"consumer of {topic!r} in group {group_id!r}")
-        self._replay_pending = False
-        self._consecutive_errors = 0
+        self._replay: Replay | None = None
+        self._errors = ConsecutiveErrors(None)
         self._dead_letters: DeadLetterWriter | None = None
-        self.offsets = DoneOffsets()
+        self._dead_letter_lock = threading.Lock()
+        self._parallel: ParallelLoop | None = None  # the poll loop and its worker threads, while running
+        self.commit_metadata: str | None = None  # goes with every offset commit (a replay's marker)
+        self.skipped_other_types = 0  # messages not of the requested event types (counted in the poll thread)
         self._assigned: set[int] = set()
+        self.inbox: Deduplicator | None = None  # EVENT_BUS_KAFKA_CONSUMER_DEDUPLICATION
         try:
             unknown = sorted(set(options) - set(KNOWN_OPTIONS))
             if unknown:
@@ -95,12 +107,20 @@ class KafkaEventConsumer(EventBusConsumer):
                     f"offset_time, {', '.join(KNOWN_OPTIONS[1:])}"
                 ])
             self.settings = get_settings()
+            if not self.settings.bootstrap_servers:
+                raise ConfigurationError(["EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS is not set: there is no broker to "
+                                          "consume from"])
+            self._errors = ConsecutiveErrors(self.settings.worker_consecutive_errors_limit)
             self.offset_time = parse_offset_time(offset_time)
             self.from_beginning = bool(options.get("from_beginning", False))
             self.event_types = frozenset(options.get("event_types") or ())
+            _check_event_types(self.event_types)
             self.heartbeat = Heartbeat(options.get("heartbeat_file"), f"consume_events {topic}/{group_id}")
             self.full_topic = get_full_topic(topic, self.settings)
             self.policy = ErrorPolicy.from_settings(self.settings)
+            self.concurrency = _option(options, "concurrency", self.settings.consumer_concurrency, positive_int)
+            self.ordering = _option(options, "ordering", self.settings.consumer_ordering, choice(*ORDERINGS))
+            self.inbox = Deduplicator.for_group(group_id, self.settings)
         except ConfigurationError as error:
             self.problem = error
             logger.error("Kafka event consumer for topic %r, group %r cannot start: %s", topic, group_id, error)
@@ -116,7 +136,7 @@ class KafkaEventConsumer(EventBusConsumer):
             WorkerExit: a ``SystemExit`` with status 1, 2 or 3 (see ``worker``), on fatal errors.
 
         """
-        timeout = self.settings.consumer_shutdown_timeout_sec if self.problem is None else 1.0
+        timeout = self.settings.worker_shutdown_timeout_sec if self.problem is None else 1.0
         with stop_on_signals(self.stop, timeout):
             code = self.run()
         if code != EXIT_OK:
@@ -130,51 +150,33 @@ class KafkaEventConsumer(EventBusConsumer):
         if not self.settings.consumers_enabled:
             logger.error("Kafka consumers not enabled, exiting.")
             return EXIT_OK
-        self.consumer = self._new_consumer()
-        self._replay_pending = self.offset_time is not None or self.from_beginning
-        self.consumer.subscribe(
+        self.consumer = consumer = self._new_consumer()
+        if self.offset_time is not None or self.from_beginning:  # --offset-time wins over --from-beginning
+            self._replay = Replay(self.full_topic, self.offset_time)
+            self.commit_metadata = self._replay.marker  # every commit says the replay was done (see replay)
+        consumer.subscribe(
             [self.full_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
         logger.info("Running consumer for full_topic=%r consumer_group=%r", self.full_topic, self.group_id)
+        if self.event_types:
+            logger.info("Consuming only event types %s; messages of other types are skipped (and committed)",
+                        ", ".join(sorted(self.event_types)))
+        # One thread processes one message at a time per partition, as the reference does.
+        ordering = self.ordering if self.concurrency > 1 else "partition"
+        self._parallel = ParallelLoop(self, self.concurrency, ordering, self.settings.consumer_max_in_flight)
         try:
-            return self._loop()
+            return self._parallel.run()
         finally:
             self._close()
 
-    def _loop(self) -> int:
-        batch_size = self.settings.consumer_batch_size
-        poll_timeout = self.settings.consumer_poll_timeout
-        while not self._stop.is_set():
-            if self._refusals.reason is not None:
-                return EXIT_CONFIG  # logged by the watch; only new settings can help
-            if self._fatal_error is not None:
-                logger.error("Fatal Kafka consumer error, exiting: %s", self._fatal_error)
-                return EXIT_FATAL
-            try:
-                messages = self._next_batch(batch_size, poll_timeout)
-                self.heartbeat.beat()
-                for message in messages:
-                    if self._stop.is_set():
-                        break  # the rest of the batch is not done, hence not committed
-                    if message.error() is not None:
-                        self._poll_error(message.error())
-                    elif not self._handle(message):
-                        break
-                self.offsets.commit_async(self.consumer)
-            except _TooManyErrors:
-                logger.error("Too many consecutive errors, exiting (%d in a row)", self._consecutive_errors)
-                return EXIT_TOO_MANY_ERRORS
-        if self._refusals.reason is not None:
-            return EXIT_CONFIG
-        return EXIT_FATAL if self._fatal_error is not None else EXIT_OK
-
-    def _next_batch(self, batch_size: int, poll_timeout: float) -> list[Any]:
+    def _next_batch(self, batch_size: int, poll_timeout: float, wake: Callable[[], bool] | None = None) -> list[Any]:
         """Whatever is ready now, up to ``batch_size``; if nothing is, wait up to ``poll_timeout`` for one.
 
         ``consume(n, timeout)`` alone would hold a ready message back until ``n`` arrived or the
-        timeout passed, adding up to a second of latency at low traffic.
+        timeout passed, adding up to a second of latency at low traffic. The wait also ends early
+        when ``wake()`` says the caller has something to do (a commit that is due).
         """
-        messages = self.consumer.consume(num_messages=batch_size, timeout=0)
+        messages = self.client.consume(num_messages=batch_size, timeout=0)
         if messages:
             return list(messages)
         # Wait in short slices so that a stop request is noticed quickly even with a long timeout.
@@ -182,12 +184,19 @@ class KafkaEventConsumer(EventBusConsumer):
         first = None
         while first is None and not self._stop.is_set():
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or (wake is not None and wake()):
                 return []
-            first = self.consumer.poll(min(remaining, STOP_CHECK_SEC))
+            first = self.client.poll(min(remaining, STOP_CHECK_SEC))
         if first is None:
             return []
-        return [first, *self.consumer.consume(num_messages=batch_size - 1, timeout=0)] if batch_size > 1 else [first]
+        return [first, *self.client.consume(num_messages=batch_size - 1, timeout=0)] if batch_size > 1 else [first]
+
+    @property
+    def client(self) -> ConsumerClient:
+        """The Kafka consumer client of the running loop (made by ``run``)."""
+        if self.consumer is None:
+            raise RuntimeError("the consumer's client exists only while run() runs")
+        return self.consumer
 
     def _new_consumer(self) -> ConsumerClient:
         return new_consumer(consumer_client_config(self.group_id, self.settings), error_cb=self._on_client_error)
@@ -201,14 +210,12 @@ class KafkaEventConsumer(EventBusConsumer):
         elif self._refusals.reason is not None:
             return  # stopping anyway; "all brokers down" and the like add nothing to the refusal
         else:
-            logger.warning("Kafka consumer error (librdkafka retries by itself): %s", error)
+            log_collapsed(logger, logging.WARNING, f"Kafka consumer error (librdkafka retries by itself): {error}")
 
     # -- errors --------------------------------------------------------------------------------
 
     def _count_error(self) -> None:
-        self._consecutive_errors += 1
-        limit = self.settings.consumer_consecutive_errors_limit
-        if limit and self._consecutive_errors >= limit:
+        if self._errors.failed():
             raise _TooManyErrors()
 
     def _poll_error(self, error: Any) -> None:
@@ -229,33 +236,22 @@ class KafkaEventConsumer(EventBusConsumer):
 
     # -- one message ---------------------------------------------------------------------------
 
-    def _handle(self, message: Any) -> bool:
-        """Process one message until it is done; False if the loop must stop first (not done)."""
-        headers = message.headers() or []
-        self._audit_received(message, headers)
-        monitoring.set_message_attributes(self.full_topic, message, headers)
-        attempts = 0
-        while True:
-            try:
-                prepare_for_new_work_cycle()
-                if not self._skipped(message, headers):
-                    signal, event_data, metadata = decode_message(message, headers)
-                    emit(signal, event_data, metadata)
-                self.offsets.done(message)
-                self._consecutive_errors = 0
-                self.heartbeat.beat()
-                return True
-            except Exception as error:  # noqa: BLE001 -- every failure goes through the error policy
-                attempts += 1
-                outcome = self._failed(message, headers, error, attempts)
-                if outcome is not None:
-                    return outcome
+    def deliver(self, message: Any, signal: Any, event_data: dict[str, Any], metadata: Any) -> None:
+        """Emit a decoded event; through the inbox (which skips duplicates) when the group deduplicates.
+
+        Called by the loop's worker threads. Raises what ``emit`` raises.
+        """
+        if self.inbox is not None:
+            self.inbox.emit(message, signal, event_data, metadata)
+        else:
+            emit(signal, event_data, metadata)
 
     def _skipped(self, message: Any, headers: list) -> bool:
         """Messages of types we were asked not to consume, or re-driven for another group, are not ours."""
         types = header_values(headers, HEADER_EVENT_TYPE)
         # A repeated ce_type is not skipped here: decoding reports it as unusable (dead letter).
         if self.event_types and len(types) == 1 and types[0] not in self.event_types:
+            self.skipped_other_types += 1
             return True
         targets = header_values(headers, REDRIVE_GROUP)
         if targets and self.group_id not in targets:
@@ -263,8 +259,17 @@ class KafkaEventConsumer(EventBusConsumer):
             return True
         return False
 
-    def _failed(self, message: Any, headers: list, error: Exception, attempts: int) -> bool | None:
-        """Carry out the policy's decision: True (done), False (stop, not done) or None (try again)."""
+    def settle_failure(self, message: Any, headers: list, error: Exception, attempts: int) -> float | None:
+        """Log a failed attempt and carry out the policy's decision for it.
+
+        Returns None when the message is done (skipped, or dead-lettered with the broker's
+        acknowledgement), else the seconds to wait before the next attempt, which the loop schedules
+        in the message's lane.
+
+        Raises:
+            _TooManyErrors: the consecutive-errors limit was reached.
+
+        """
         context = _message_context(message, headers)
         decision = self.policy.decide(error, attempts)
         monitoring.set_message_attributes(self.full_topic, message, headers, error=error)
@@ -276,25 +281,24 @@ class KafkaEventConsumer(EventBusConsumer):
         )
         self._count_error()
         if decision.action is Action.RETRY:
-            return False if self._stop.wait(decision.delay) else None
+            return decision.delay
         if decision.action is Action.SKIP:
             logger.warning("Skipping message %s (failure policy log_and_skip): it will not be processed", context)
-            self.offsets.done(message)
-            return True
+            return None
         try:
             self._dead_letter(message, context, error, attempts)
         except DeadLetterError as dead_letter_error:
             # Never skip a message whose dead letter is not safely written: try it all again.
             logger.error("Could not dead-letter %s, will retry the message: %s", context, dead_letter_error)
-            return False if self._stop.wait(self.policy.delay_after(attempts)) else None
-        self.offsets.done(message)
-        return True
+            return self.policy.delay_after(attempts)
+        return None
 
     def _dead_letter(self, message: Any, context: str, error: Exception, attempts: int) -> None:
-        if self._dead_letters is None:
-            self._dead_letters = DeadLetterWriter(self.settings)
         topic = dead_letter_topic(self.full_topic, self.group_id, self.settings)
-        self._dead_letters.write(topic, message, provenance_headers(message, self.group_id, error, attempts))
+        with self._dead_letter_lock:  # worker threads share one writer
+            if self._dead_letters is None:
+                self._dead_letters = DeadLetterWriter(self.settings)
+            self._dead_letters.write(topic, message, provenance_headers(message, self.group_id, error, attempts))
         logger.warning("Dead-lettered %s to %s after %d attempt(s): %r", context, topic,
                        attempts, error)
 
@@ -316,49 +320,76 @@ class KafkaEventConsumer(EventBusConsumer):
     # each time) and incremental (cooperative-sticky, or the KIP-848 consumer protocol: only what
     # changes). They never call assign() themselves, which the two styles spell differently.
 
-    def _on_assign(self, consumer: Any, partitions: list) -> None:
+    def _on_assign(self, consumer: ConsumerClient, partitions: list) -> None:
         self._assigned.update(p.partition for p in partitions)
         logger.info("Assigned partitions %s; consuming partitions %s",
                     sorted(p.partition for p in partitions), sorted(self._assigned))
-        if not self._replay_pending:
-            return
-        self._replay_pending = False
-        when = None if self.from_beginning and self.offset_time is None else self.offset_time
-        targets = offsets_at(consumer, self.full_topic, when)
-        # Committed before the assignment takes effect, so fetching starts from these offsets; the
-        # commit moves the whole group, not only the partitions assigned to this worker.
-        consumer.commit(offsets=targets, asynchronous=False)
-        logger.info("Replaying from %s: offsets %s", when.isoformat() if when else "the beginning",
-                    {t.partition: t.offset for t in targets})
+        if self._parallel is not None:
+            self._parallel.assigned()
+        if self._replay is not None and self._replay.pending:
+            self._replay.on_first_assignment(consumer)
 
-    def _on_revoke(self, consumer: Any, partitions: list) -> None:
-        try:
-            self.offsets.commit_sync(consumer, partitions)
-        except Exception:
-            logger.exception("Could not commit offsets of revoked partitions; their messages will be re-delivered")
-        self.offsets.forget(partitions)
+    def _on_revoke(self, consumer: ConsumerClient, partitions: list) -> None:
+        if self._parallel is not None:
+            self._parallel.revoked(partitions)
         self._assigned.difference_update(p.partition for p in partitions)
         logger.info("Revoked partitions %s; consuming partitions %s",
                     sorted(p.partition for p in partitions), sorted(self._assigned))
 
-    def _on_lost(self, _consumer: Any, partitions: list) -> None:
+    def _on_lost(self, _consumer: ConsumerClient, partitions: list) -> None:
         lost = [p.partition for p in partitions]
         logger.warning("Lost partitions %s; uncommitted messages will be re-delivered", lost)
-        self.offsets.forget(partitions)
+        if self._parallel is not None:
+            self._parallel.lost(partitions)
         self._assigned.difference_update(lost)
 
     def _close(self) -> None:
         try:
-            self.offsets.commit_sync(self.consumer)
+            if self._parallel is not None:
+                self._parallel.commit_final()
         except Exception:
             logger.exception("Could not commit final offsets; the last messages will be re-delivered")
         try:
-            self.consumer.close()  # leaves the group, so partitions move at once
+            self.client.close()  # leaves the group, so partitions move at once
         finally:
             self.heartbeat.clear()
             if self._dead_letters is not None:
                 self._dead_letters.close()
+            if self.inbox is not None:
+                logger.info("Deduplication in group %r: %s", self.group_id, self.inbox.summary())
+            if self.event_types:
+                logger.info("Skipped %d messages of other event types than %s", self.skipped_other_types,
+                            ", ".join(sorted(self.event_types)))
             logger.info("Consumer for full_topic=%r consumer_group=%r closed", self.full_topic, self.group_id)
+
+
+def _check_event_types(requested: frozenset[str]) -> None:
+    """Refuse event types no signal has: a misspelled one would skip, and commit, every event."""
+    if not requested:
+        return
+    from difflib import get_close_matches
+
+    from openedx_events.tooling import OpenEdxPublicSignal, load_all_signals
+
+    load_all_signals()
+    known = sorted(signal.event_type for signal in OpenEdxPublicSignal.all_events())
+    problems = []
+    for event_type in sorted(requested - set(known)):
+        close = get_close_matches(event_type, known, n=3, cutoff=0.8)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "; no known type is close"
+        problems.append(f"unknown event type {event_type!r} (event_types / --event-type){hint}")
+    if problems:
+        raise ConfigurationError(problems)
+
+
+def _option(options: dict[str, Any], name: str, default: Any, parse: Any) -> Any:
+    """A consumer option given to the constructor (or ``--extra``), checked like its setting; else the setting."""
+    if options.get(name) is None:
+        return default
+    try:
+        return parse(options[name])
+    except InvalidSetting as error:
+        raise ConfigurationError([f"consumer option {name}={options[name]!r} {error}"]) from None
 
 
 def _message_context(message: Any, headers: Any) -> str:

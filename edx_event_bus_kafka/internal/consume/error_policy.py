@@ -4,9 +4,10 @@
   them at once.
 * **Receiver errors** may be transient (a database blip): retry with exponential backoff, then
   dead-letter.
-* **Infrastructure errors** (registry unreachable, dead-letter topic not writable) are not the
-  message's fault: retry with backoff without limit, never skip; the consecutive-errors limit
-  eventually restarts the worker.
+* **Infrastructure errors** (registry unreachable, dead-letter topic not writable, and receivers
+  failing because the database is unavailable: Django's ``OperationalError`` or ``InterfaceError``,
+  as on a dropped connection or a database restart) are not the message's fault: retry with backoff
+  without limit, never skip; the consecutive-errors limit eventually restarts the worker.
 
 With the reference's ``log_and_skip`` policy, "dead-letter" becomes "log and move on".
 """
@@ -65,7 +66,28 @@ class ErrorPolicy:
         if isinstance(error, UnusableMessageError):
             return Decision(give_up, reason="unusable message")
         if isinstance(error, ReceiverError):
+            if any(database_unavailable(cause) for cause in error.causes):
+                return Decision(Action.RETRY, self.delay_after(attempts), "database unavailable")
             if attempts < self.max_attempts:
                 return Decision(Action.RETRY, self.delay_after(attempts), "receiver error")
             return Decision(give_up, reason=f"receiver error after {attempts} attempts")
         return Decision(Action.RETRY, self.delay_after(attempts), "infrastructure error")
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) says the database cannot be used right now.
+
+    Django turns the driver's connection failures into ``OperationalError`` / ``InterfaceError``
+    (a dropped connection, a server restarting, "database is locked"); a receiver that lets one
+    escape failed because of the database, not because of the event.
+    """
+    from django.db import InterfaceError, OperationalError
+
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (OperationalError, InterfaceError)):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False

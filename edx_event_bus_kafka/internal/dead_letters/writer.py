@@ -90,7 +90,8 @@ class DeadLetterWriter:
         """
         headers: HeaderList = [*header_list(message.headers()), *extra_headers]
         letter = Outgoing(topic, message.key(), message.value(), headers)
-        (outcome,) = produce_and_wait(self._producer.client, [letter], self.timeout)
+        (outcome,) = produce_and_wait(self._producer.client, [letter], self.timeout,
+                                      on_fatal=self._producer.fatal_raised)
         if not outcome.delivered:
             raise DeadLetterError(f"dead letter to {topic} failed: {outcome.reason}")
 

@@ -5,8 +5,9 @@ of the in-memory Kafka (:mod:`edx_event_bus_kafka.testing.memory`). Only these c
 new call on a client starts by being added here, which keeps the in-memory Kafka honest.
 
 The small value types of confluent-kafka (``KafkaError``, ``KafkaException``, ``TopicPartition``,
-``NewTopic`` and the ``ClusterMetadata`` family) are shared by both implementations rather than
-abstracted: they are plain data, usable without a broker.
+``NewTopic``, ``OffsetSpec``, the ``ClusterMetadata`` family and the consumer-group descriptions)
+are shared by both implementations rather than abstracted: they are plain data, usable without a
+broker.
 """
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, overload
 
 if TYPE_CHECKING:
-    from confluent_kafka import KafkaError, TopicPartition
-    from confluent_kafka.admin import ClusterMetadata, NewTopic
+    from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, TopicPartition
+    from confluent_kafka.admin import ClusterMetadata, NewTopic, OffsetSpec
 
 #: Message headers as the clients take and give them: a list of (name, value) pairs, repeats allowed.
 HeaderList: TypeAlias = "list[tuple[str, str | bytes | None]]"
@@ -84,6 +85,9 @@ class ProducerClient(Protocol):
     def purge(self, in_queue: bool = True, in_flight: bool = True, blocking: bool = True) -> None:
         """Give up on queued (and in-flight) messages: their delivery reports fail at the next poll."""
 
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> ClusterMetadata:
+        """Cluster metadata, of one topic or all (``recovery`` asks it to tell a stuck client from an outage)."""
+
     def __len__(self) -> int:
         """Messages queued or in flight, plus delivery reports not yet served."""
 
@@ -116,6 +120,18 @@ class ConsumerClient(Protocol):
     def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
         """The next offset this consumer will read per partition (``OFFSET_INVALID`` before the first fetch)."""
 
+    def assignment(self) -> list[TopicPartition]:
+        """The partitions this consumer reads now (given by the group, or by ``assign``)."""
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        """Fetch nothing more from ``partitions`` until they are resumed (messages already fetched still come)."""
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        """Fetch from paused ``partitions`` again."""
+
+    def seek(self, partition: TopicPartition) -> None:
+        """Read ``partition`` from its ``offset`` next (the partition must be assigned)."""
+
     def get_watermark_offsets(self, partition: TopicPartition, timeout: float = -1,
                               cached: bool = False) -> tuple[int, int]:
         """``(low, high)``: the first offset still stored and the offset after the last one."""
@@ -141,6 +157,21 @@ class AdminClientLike(Protocol):
 
     def poll(self, timeout: float = -1) -> int:
         """Serve error callbacks."""
+
+    def list_offsets(self, topic_partition_offsets: dict[TopicPartition, OffsetSpec],
+                     **kwargs: Any) -> dict[TopicPartition, Future[Any]]:
+        """Per partition, the offset its ``OffsetSpec`` names (earliest, latest, a time): ``ListOffsetsResultInfo``."""
+
+    def list_consumer_group_offsets(self, list_consumer_group_offsets_request: list[ConsumerGroupTopicPartitions],
+                                    **kwargs: Any) -> dict[str, Future[Any]]:
+        """A group's committed offsets and their metadata: one ``ConsumerGroupTopicPartitions`` future per group."""
+
+    def alter_consumer_group_offsets(self, alter_consumer_group_offsets_request: list[ConsumerGroupTopicPartitions],
+                                     **kwargs: Any) -> dict[str, Future[Any]]:
+        """Commit offsets (with metadata) for a group without members; per-partition errors otherwise."""
+
+    def describe_consumer_groups(self, group_ids: list[str], **kwargs: Any) -> dict[str, Future[Any]]:
+        """State and members (with their assignments) of groups: one ``ConsumerGroupDescription`` future per group."""
 
 
 class ClientFactory(Protocol):

@@ -1,7 +1,7 @@
 """Seeking: the offsets of a point in time, or of the beginning, for replaying a topic.
 
 Used when a worker starts with ``--offset-time`` or ``--from-beginning``: the group's offsets are
-moved to what :func:`offsets_at` finds, once, before consuming.
+moved to what :func:`offsets_at` finds before consuming, once per requested time (``consume.replay``).
 """
 from __future__ import annotations
 

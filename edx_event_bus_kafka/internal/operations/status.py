@@ -1,7 +1,7 @@
 """What a consumer group has left to do (``./manage.py event_bus_status``).
 
-Per-partition lag, the time of the oldest unconsumed message, the group's dead letters and the
-outbox backlog.
+Per-partition lag, the time of the oldest unconsumed message, the group's dead letters, the
+outbox backlog and the group's inbox (deduplication).
 
 Reads only: it never joins the group (committed offsets are fetched, not changed) and uses its own
 throw-away group to peek at the oldest unconsumed message of each lagging partition.
@@ -46,6 +46,8 @@ class TopicStatus:
     dead_letters: int | None = None  # None: no dead-letter topic yet
     outbox: dict[str, Any] | None = None
     outbox_error: str | None = None
+    inbox: dict[str, Any] | None = None
+    inbox_error: str | None = None
 
     @property
     def total_lag(self) -> int:
@@ -130,6 +132,7 @@ def topic_status(topic: str, group: str, settings: EventBusSettings | None = Non
         peeker.close()
     if include_outbox:
         _add_outbox(status, settings)
+        _add_inbox(status, group, settings)
     return status
 
 
@@ -142,3 +145,14 @@ def _add_outbox(status: TopicStatus, settings: EventBusSettings) -> None:
         status.outbox = backlog(settings)
     except DatabaseError as error:  # e.g. the migration was not run: say so, do not fail the report
         status.outbox_error = f"outbox table unavailable: {error}".splitlines()[0]
+
+
+def _add_inbox(status: TopicStatus, group: str, settings: EventBusSettings) -> None:
+    from django.db import DatabaseError
+
+    from edx_event_bus_kafka.internal.inbox.store import inbox_status
+
+    try:
+        status.inbox = inbox_status(group, settings)
+    except DatabaseError as error:  # e.g. the migration was not run: say so, do not fail the report
+        status.inbox_error = f"inbox table unavailable: {error}".splitlines()[0]

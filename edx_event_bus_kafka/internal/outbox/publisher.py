@@ -28,8 +28,10 @@ from openedx_events.tooling import OpenEdxPublicSignal
 from edx_event_bus_kafka.internal.errors import PermanentRowError
 from edx_event_bus_kafka.internal.kafka.clients import Outgoing, ProducerHandle, produce_and_wait
 from edx_event_bus_kafka.internal.kafka.protocols import ProducerClient
+from edx_event_bus_kafka.internal.kafka.recovery import StuckClient
 from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch
 from edx_event_bus_kafka.internal.produce.delivery import OutgoingEvent
+from edx_event_bus_kafka.internal.runtime.log_repeats import log_collapsed
 from edx_event_bus_kafka.internal.settings.clients import get_full_topic, producer_client_config
 from edx_event_bus_kafka.internal.settings.declarations import EventBusSettings, get_settings
 from edx_event_bus_kafka.internal.wire.headers import headers_from_metadata
@@ -92,6 +94,7 @@ class BatchResult:
     """What one publishing pass did."""
 
     published: int = 0
+    produced: int = 0  # handed to the Kafka client (the others could not be encoded)
     failed_permanently: int = 0
     left_pending: int = 0
     errors: list[str] = field(default_factory=list)
@@ -103,25 +106,36 @@ class OutboxPublisher:
     def __init__(self, settings: EventBusSettings | None = None):
         self.settings = settings or get_settings()
         self.refusals = RefusalWatch("outbox publisher")
+        #: Passes in a row that delivered nothing: a client the broker keeps rejecting is replaced.
+        self.stuck = StuckClient()
         config = producer_client_config(self.settings)
         # Never give up on a row because of a slow broker within one pass; the pass has its own timeout.
         config.setdefault("message.timeout.ms", int(self.settings.outbox_delivery_timeout_sec * 1000))
         self._producer = ProducerHandle(
             config, name="outbox publisher", refusals=self.refusals,
-            on_error=lambda error: logger.warning("Kafka outbox publisher error (librdkafka retries by itself): %s",
-                                                  error),
+            on_error=lambda error: log_collapsed(
+                logger, logging.WARNING, f"Kafka outbox publisher error (librdkafka retries by itself): {error}"),
         )
 
     @property
     def producer(self) -> ProducerClient:
-        """The producer client in use (a new one after a fatal error)."""
+        """The producer client in use (a new one after it could no longer deliver)."""
         return self._producer.client
+
+    def _rebuild_if_stuck(self) -> None:
+        """Replace a producer that can no longer deliver (see ``recovery``); the rows stay pending."""
+        self._producer.replace_if_stuck(self.stuck)
+
+    def _poll(self, timeout: float) -> bool:
+        """Serve callbacks; False once the client raised a fatal error (it is then replaced on next use)."""
+        return self._producer.poll(timeout)
 
     def publish_batch(self) -> BatchResult:
         """Take the oldest pending rows (locked), publish, wait for acks, mark; one transaction."""
         from edx_event_bus_kafka.models import OutboxEvent
 
-        self.producer.poll(0)  # serve client errors even when idle: a refusing broker is noticed at once
+        self._poll(0)  # serve client errors even when idle: a refusing broker is noticed at once
+        self._rebuild_if_stuck()  # a fatal error may have come in between passes
         result = BatchResult()
         database = self.settings.transaction_database
         with transaction.atomic(using=database):
@@ -133,6 +147,8 @@ class OutboxPublisher:
                 return result
             outcomes = self._send(rows, result)
             self._mark(rows, outcomes, result)
+        self.stuck.passed(attempted=result.produced, delivered=result.published)
+        self._rebuild_if_stuck()
         return result
 
     def _send(self, rows: list, result: BatchResult) -> dict[int, Any]:
@@ -150,9 +166,11 @@ class OutboxPublisher:
                 result.errors.append(f"row {row.id}: {error!r}")
                 break  # later rows (maybe with the same key) must not overtake this one
             sent.append((row.id, Outgoing(topic, key, value, headers)))
+        result.produced = len(sent)
         delivered = produce_and_wait(self.producer, [message for _, message in sent],
                                      self.settings.outbox_delivery_timeout_sec,
-                                     give_up=lambda: self.refusals.reason is not None)
+                                     give_up=lambda: self.refusals.reason is not None,
+                                     on_fatal=self._producer.fatal_raised)
         for (row_id, _), outcome in zip(sent, delivered, strict=True):
             if outcome.delivered:
                 outcomes[row_id] = None

@@ -1,7 +1,8 @@
 """Publishing outbox rows: the ``relay_outbox`` worker loop, and the after-commit flusher.
 
-The relay is a worker like ``consume_events``: same signal handling, same exit codes. Broker or
-registry outages leave rows pending and back off (doubling up to 60 s); nothing is dropped. A broker
+The relay is a worker like ``consume_events``: same signal handling, same exit codes. Broker,
+registry or database outages leave rows pending and back off (doubling up to 60 s); nothing is
+dropped, and a database outage is logged when it begins, once a minute while it lasts and when it ends. A broker
 that refuses our credentials or TLS setup ends the relay with the configuration status (2). The
 flusher is a background thread in each producing process that publishes right after a
 transaction with outbox rows commits, so events go out without waiting for the relay's next pass.
@@ -12,12 +13,13 @@ import logging
 import threading
 import time
 
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, InterfaceError, OperationalError, connections
 
 from edx_event_bus_kafka.internal.consume.work_cycle import prepare_for_new_work_cycle
 from edx_event_bus_kafka.internal.outbox.publisher import OutboxPublisher
 from edx_event_bus_kafka.internal.runtime.heartbeat import Heartbeat
-from edx_event_bus_kafka.internal.runtime.worker import EXIT_CONFIG, EXIT_OK, EXIT_TOO_MANY_ERRORS
+from edx_event_bus_kafka.internal.runtime.outages import OutageLog
+from edx_event_bus_kafka.internal.runtime.worker import EXIT_CONFIG, EXIT_OK, EXIT_TOO_MANY_ERRORS, ConsecutiveErrors
 from edx_event_bus_kafka.internal.settings.declarations import EventBusSettings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -43,9 +45,9 @@ class OutboxRelay:
         """The relay loop; returns an exit status (see ``worker``)."""
         publisher = OutboxPublisher(self.settings)
         backoff = self.settings.outbox_poll_interval_sec
-        consecutive_errors = 0
+        errors = ConsecutiveErrors(self.settings.worker_consecutive_errors_limit)
         last_purge = 0.0
-        limit = self.settings.consumer_consecutive_errors_limit
+        database_outage = OutageLog(logger, f"Outbox relay: database {self.settings.transaction_database!r}")
         logger.info("Outbox relay running (database %r)", self.settings.transaction_database)
         try:
             while not self._stop.is_set():
@@ -57,6 +59,10 @@ class OutboxRelay:
                         purged = publisher.purge()
                         if purged:
                             logger.info("Purged %d published outbox rows", purged)
+                    database_outage.recovered()
+                except (OperationalError, InterfaceError) as error:  # the server is away: one story, no traceback
+                    database_outage.failed(error, backoff)
+                    result = None
                 except DatabaseError:
                     logger.exception("Outbox relay database error; backing off %.1f s", backoff)
                     result = None
@@ -68,14 +74,13 @@ class OutboxRelay:
                     if result is not None:
                         logger.warning("Outbox relay: %d rows left pending (%s); backing off %.1f s",
                                        result.left_pending, "; ".join(result.errors[:3]), backoff)
-                    consecutive_errors += 1
-                    if limit and consecutive_errors >= limit:
-                        logger.error("Too many consecutive errors, exiting (%d in a row)", consecutive_errors)
+                    if errors.failed():
+                        logger.error("Too many consecutive errors, exiting (%d in a row)", errors.count)
                         return EXIT_TOO_MANY_ERRORS
                     self._stop.wait(backoff)
                     backoff = min(MAX_BACKOFF_SEC, backoff * 2)
                     continue
-                consecutive_errors = 0
+                errors.succeeded()
                 backoff = self.settings.outbox_poll_interval_sec
                 self.heartbeat.beat()
                 if result.published + result.failed_permanently < self.settings.outbox_batch_size:

@@ -16,11 +16,16 @@ from openedx_events.data import EventsMetadata
 from openedx_events.tooling import OpenEdxPublicSignal
 
 from edx_event_bus_kafka.internal.errors import EventProductionException
+from edx_event_bus_kafka.internal.kafka.recovery import StuckClient
 from edx_event_bus_kafka.internal.runtime.audit import PRODUCED, PRODUCER_LOGGER, audit
 from edx_event_bus_kafka.internal.runtime.monitoring import record_error, set_attribute
 from edx_event_bus_kafka.internal.wire.records import event_data_to_record
 
 logger = logging.getLogger(PRODUCER_LOGGER)
+
+
+#: Failed delivery reports in a row (none delivered) before the producer's broker is probed.
+FAILED_DELIVERIES_BEFORE_PROBE = 10
 
 
 @dataclass
@@ -74,8 +79,10 @@ class PendingEvent:
     def __call__(self, error: Any, message: Any) -> None:
         """Delivery report callback from librdkafka (runs in whichever thread polls)."""
         if error is None:
+            self.recorder.stuck.passed(attempted=1, delivered=1)
             self.recorder.delivered(self, message)
         else:
+            self.recorder.stuck.passed(attempted=1, delivered=0)
             reason = "broker" if not hasattr(error, "name") else str(error.name()).lower()
             self.recorder.failed(self, reason, error)
 
@@ -104,6 +111,8 @@ class DeliveryRecorder:
     def __init__(self, audit_logging: bool):
         self.audit_logging = audit_logging
         self.stats = ProducerStats()
+        #: Delivery reports in a row that failed: a client the broker keeps rejecting is replaced.
+        self.stuck = StuckClient(passes=FAILED_DELIVERIES_BEFORE_PROBE)
 
     def sent(self) -> None:
         """An event was handed to librdkafka."""

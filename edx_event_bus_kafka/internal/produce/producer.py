@@ -16,9 +16,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from django.core.signals import setting_changed
 from django.db import transaction
-from django.dispatch import receiver
 from openedx_events.data import EventsMetadata
 from openedx_events.event_bus import EventBusProducer
 from openedx_events.tooling import OpenEdxPublicSignal
@@ -29,8 +27,9 @@ from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch
 from edx_event_bus_kafka.internal.produce import shutdown
 from edx_event_bus_kafka.internal.produce.delivery import DeliveryRecorder, OutgoingEvent, PendingEvent, ProducerStats
 from edx_event_bus_kafka.internal.runtime.audit import PRODUCER_LOGGER
+from edx_event_bus_kafka.internal.runtime.log_repeats import log_collapsed
 from edx_event_bus_kafka.internal.settings.clients import get_full_topic, producer_client_config
-from edx_event_bus_kafka.internal.settings.declarations import EventBusSettings, get_settings
+from edx_event_bus_kafka.internal.settings.declarations import EventBusSettings, get_settings, on_settings_changed
 from edx_event_bus_kafka.internal.wire.headers import headers_from_metadata
 from edx_event_bus_kafka.internal.wire.serialization import encoder_for
 
@@ -47,8 +46,9 @@ class KafkaEventProducer(EventBusProducer):
 
     ``client`` may be given (a confluent-kafka ``Producer``, as the reference accepts); by default
     one is built from settings. After a fatal librdkafka error (for example an idempotence sequence
-    error after a broker loss) a client built from settings is rebuilt instead of failing every
-    later event.
+    error after a broker loss), or once its deliveries keep failing while the broker answers (a
+    broker restarted without its producer state), a client built from settings is replaced instead of
+    failing every later event.
     """
 
     def __init__(self, client: ProducerClient | None = None, *, settings: EventBusSettings | None = None):
@@ -60,7 +60,8 @@ class KafkaEventProducer(EventBusProducer):
         self._flusher: Any = None
         self._clients = ProducerHandle(
             producer_client_config(self.settings), name="producer", refusals=self.refusals, client=client,
-            on_error=lambda error: logger.warning("Kafka producer error (librdkafka retries by itself): %s", error),
+            on_error=lambda error: log_collapsed(logger, logging.WARNING,
+                                                 f"Kafka producer error (librdkafka retries by itself): {error}"),
         )
         self._poller = threading.Thread(
             target=_poll_until_closed, args=(weakref.ref(self), self._closed, self.settings.poll_interval_sec),
@@ -75,7 +76,7 @@ class KafkaEventProducer(EventBusProducer):
 
     @property
     def client(self) -> ProducerClient:
-        """The librdkafka producer in use (a new one after a fatal error, unless it was given)."""
+        """The librdkafka producer in use (a new one after it could no longer deliver, unless it was given)."""
         return self._clients.client
 
     def send(
@@ -150,7 +151,7 @@ class KafkaEventProducer(EventBusProducer):
             client.produce(topic, value=value, key=key, headers=headers, on_delivery=pending)
         except BufferError:
             # The local queue is full (broker slow or down): serve delivery reports, then try once more.
-            client.poll(QUEUE_FULL_WAIT_SEC)
+            self._clients.poll(QUEUE_FULL_WAIT_SEC)
             try:
                 client.produce(topic, value=value, key=key, headers=headers, on_delivery=pending)
             except BufferError as error:
@@ -159,7 +160,7 @@ class KafkaEventProducer(EventBusProducer):
         self.recorder.sent()
         # Serve delivery reports that are ready in this thread, in batches: handing them to the
         # background thread instead makes the two threads fight over the GIL and the log handler.
-        client.poll(0)
+        self._clients.poll(0)
 
     def prepare_for_shutdown(self, timeout: float | None = None) -> int:
         """Deliver buffered events, waiting at most ``timeout`` seconds (default: the flush setting).
@@ -205,7 +206,8 @@ def _poll_until_closed(producer_ref: Callable[[], KafkaEventProducer | None], cl
         if producer is None:
             return
         try:
-            producer.client.poll(0)
+            producer._clients.replace_if_stuck(producer.recorder.stuck)  # only here: it may wait for the broker
+            producer._clients.poll(0)  # a fatal error raised here gets the client replaced on the next turn
         except Exception:
             logger.exception("Kafka producer poll loop error (continuing)")
         finally:
@@ -251,6 +253,4 @@ def forget_producer(timeout: float = 1.0) -> None:
         producer.close(timeout)
 
 
-@receiver(setting_changed)
-def _settings_changed(**_kwargs: Any) -> None:
-    forget_producer()
+on_settings_changed(forget_producer)

@@ -24,6 +24,26 @@ EXIT_TOO_MANY_ERRORS = 3  # EVENT_BUS_KAFKA_CONSUMER_CONSECUTIVE_ERRORS_LIMIT re
 EXIT_FORCED = 4           # second signal or shutdown timeout: stopped without finishing
 
 
+class ConsecutiveErrors:
+    """Errors in a row of one worker; a success resets the count (``EVENT_BUS_KAFKA_WORKER_CONSECUTIVE_ERRORS_LIMIT``).
+
+    ``limit`` None means no limit: ``failed()`` then never says the worker should stop.
+    """
+
+    def __init__(self, limit: int | None):
+        self.limit = limit
+        self.count = 0
+
+    def failed(self) -> bool:
+        """Count one more error; True when the limit is reached and the worker should exit (status 3)."""
+        self.count += 1
+        return bool(self.limit) and self.count >= int(self.limit or 0)
+
+    def succeeded(self) -> None:
+        """Something worked: start counting again from zero."""
+        self.count = 0
+
+
 class WorkerExit(SystemExit):
     """Ends a worker with a meaningful exit code.
 

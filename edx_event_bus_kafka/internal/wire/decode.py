@@ -15,20 +15,19 @@ import threading
 from typing import Any
 
 import fastavro
-from django.core.signals import setting_changed
-from django.dispatch import receiver
-from fastavro.schema import fingerprint, to_parsing_canonical_form
 from openedx_events.data import EventsMetadata
 from openedx_events.event_bus.avro.deserializer import AvroSignalDeserializer
 from openedx_events.tooling import OpenEdxPublicSignal
 
 from edx_event_bus_kafka.internal.errors import UnusableMessageError
+from edx_event_bus_kafka.internal.settings.declarations import get_settings, on_settings_changed
 from edx_event_bus_kafka.internal.wire.fast.reader import FallBack, compile_event_reader
 from edx_event_bus_kafka.internal.wire.headers import HEADER_EVENT_TYPE, header_values, metadata_from_headers
 from edx_event_bus_kafka.internal.wire.serialization import (
     CONFLUENT_MAGIC,
     SINGLE_OBJECT_MARKER,
     registry_client,
+    schema_fingerprint,
     signal_schema,
 )
 
@@ -47,7 +46,7 @@ class WriterSchemas:
         if found is None:
             schema = self.client.get_schema(schema_id)
             parsed = fastavro.parse_schema(json.loads(schema.schema_str))
-            found = (parsed, bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO")))
+            found = (parsed, schema_fingerprint(parsed))
             with self._lock:
                 self._parsed[schema_id] = found
         return found
@@ -109,21 +108,26 @@ def decode_value(signal: OpenEdxPublicSignal, value: bytes | None) -> dict[str, 
         raise UnusableMessageError("message has no value")
     reader = signal_schema(signal)
     writer, body = _writer_and_body(signal, value, reader)
-    if writer is None:
+    if writer is None and get_settings().avro_fast_path:
         fast = compile_event_reader(signal)
         if fast is not None:
             try:
                 return fast(body)
             except FallBack:
                 pass  # the reference path below decodes it, or says precisely why it cannot
+    stream = io.BytesIO(body)
     try:
         if writer is None:
-            record = fastavro.schemaless_reader(io.BytesIO(body), reader.parsed, None)
+            record = fastavro.schemaless_reader(stream, reader.parsed, None)
         else:
-            record = fastavro.schemaless_reader(io.BytesIO(body), writer, reader.parsed)
-        return _deserializer(signal).from_dict(record)
+            record = fastavro.schemaless_reader(stream, writer, reader.parsed)
+        data = _deserializer(signal).from_dict(record)
     except Exception as error:
         raise UnusableMessageError(f"value cannot be decoded as {signal.event_type}: {error!r}") from error
+    left = len(body) - stream.tell()
+    if left:  # a whole record was read, and more follows: the value is not what any producer writes
+        raise UnusableMessageError(f"value has {left} bytes after the end of its {signal.event_type} record")
+    return data
 
 
 def _is_missing_schema(error: Exception) -> bool:
@@ -156,6 +160,4 @@ def clear_caches() -> None:
     writer_schemas.cache_clear()
 
 
-@receiver(setting_changed)
-def _settings_changed(**_kwargs: Any) -> None:
-    clear_caches()
+on_settings_changed(clear_caches)

@@ -20,19 +20,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import fastavro
-from django.core.signals import setting_changed
-from django.dispatch import receiver
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 from openedx_events.event_bus.avro.serializer import AvroSignalSerializer
 from openedx_events.tooling import OpenEdxPublicSignal
 
 from edx_event_bus_kafka.internal.settings.clients import schema_registry_client_config
+from edx_event_bus_kafka.internal.settings.declarations import get_settings, on_settings_changed
 from edx_event_bus_kafka.internal.wire.fast.writer import FallBack, compile_event_writer, compile_key_writer
 from edx_event_bus_kafka.internal.wire.records import event_data_to_record, extract_event_key, to_avro_record
 
 CONFLUENT_MAGIC = b"\x00"
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
 
+
+
+def schema_fingerprint(parsed_schema: Any) -> bytes:
+    """The CRC-64-AVRO fingerprint of a parsed schema's canonical form (Avro single-object encoding)."""
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed_schema), "CRC-64-AVRO"))
 
 @dataclass(frozen=True)
 class AvroSchema:
@@ -54,7 +58,7 @@ class AvroSchema:
             text=json.dumps(schema, sort_keys=True),
             parsed=parsed,
             record_name=_record_name(parsed, schema),
-            fingerprint=bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO")),
+            fingerprint=schema_fingerprint(parsed),
         )
 
     def write(self, record: Any) -> bytes:
@@ -158,8 +162,9 @@ class EventEncoder:
         self.key_schema = key_schema(signal, event_key_field)
         self._prefixes: tuple[bytes, bytes] | None = None
         # Generated writers: several times faster, same bytes; None when the schema needs the slow path.
-        self._fast_value = compile_event_writer(signal)
-        self._fast_key = compile_key_writer(self.key_schema.schema)
+        fast = get_settings().avro_fast_path
+        self._fast_value = compile_event_writer(signal) if fast else None
+        self._fast_key = compile_key_writer(self.key_schema.schema) if fast else None
 
     def _framing(self) -> tuple[bytes, bytes]:
         """Key and value prefixes; with a registry this registers both schemas (network, once)."""
@@ -228,6 +233,4 @@ def clear_caches() -> None:
     registry_client.cache_clear()
 
 
-@receiver(setting_changed)
-def _settings_changed(**_kwargs: Any) -> None:
-    clear_caches()
+on_settings_changed(clear_caches)

@@ -24,6 +24,7 @@ class Command(EventBusCommand):
     examples:
         ./manage.py consume_events -t user-login -g user-activity-service
         ./manage.py consume_events -t user-login -g user-activity-service --offset-time 2026-11-28T09:00:00Z
+        ./manage.py consume_events -t course-catalog -g search-indexer --concurrency 16
         ./manage.py consume_events -t user-login -g svc --extra '{"event_types": ["org.openedx...v1"]}'
     """
     # Settings are validated by the consumer itself, which exits with status 2 when they are bad.
@@ -38,6 +39,11 @@ class Command(EventBusCommand):
         parser.add_argument("--event-type", action="append", dest="event_types",
                             help="Only emit this event type (repeatable); others are skipped")
         parser.add_argument("--heartbeat-file", help="File kept fresh while making progress (see event_bus_health)")
+        parser.add_argument("--concurrency", type=int, metavar="N",
+                            help="Threads processing messages (default EVENT_BUS_KAFKA_CONSUMER_CONCURRENCY, 1)")
+        parser.add_argument("--ordering", choices=("key", "partition", "none"),
+                            help="What concurrent processing keeps in order "
+                                 "(default EVENT_BUS_KAFKA_CONSUMER_ORDERING)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -56,6 +62,9 @@ class Command(EventBusCommand):
             extra["event_types"] = options["event_types"]
         if options.get("heartbeat_file"):
             extra["heartbeat_file"] = options["heartbeat_file"]
+        for name in ("concurrency", "ordering"):
+            if options.get(name) is not None:
+                extra[name] = options[name]
         load_all_signals()
         consumer = KafkaEventConsumer(topic=options["topic"][0], group_id=options["group_id"][0], **extra)
         consumer.consume_indefinitely()

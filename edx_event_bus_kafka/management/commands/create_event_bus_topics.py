@@ -71,6 +71,7 @@ def _retention_text(config: dict[str, str]) -> str:
 
 
 class Command(EventBusCommand):
+    needs_broker = True
     help = """
     Create the Kafka topics this service needs: the topics enabled in EVENT_BUS_PRODUCER_CONFIG and those
     named with --topic (all with EVENT_BUS_TOPIC_PREFIX), plus, for each --group, that consumer group's
@@ -96,8 +97,8 @@ class Command(EventBusCommand):
                             help="retention.ms of new event topics, -1 for forever (default: "
                                  "EVENT_BUS_KAFKA_TOPIC_RETENTION_MS); dead-letter topics keep "
                                  "EVENT_BUS_KAFKA_DEAD_LETTER_RETENTION_MS")
-        parser.add_argument("--timeout", type=_seconds, default=30.0, metavar="SECONDS",
-                            help="How long to wait for the broker per request (default: 30)")
+        parser.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS",
+                            help="How long to wait for the broker per request (default: 10)")
         parser.add_argument("--dry-run", action="store_true",
                             help="Only list existing topics and show what would be created")
         parser.add_argument("--json", action="store_true", help="Print one JSON object instead of a table")
@@ -129,6 +130,10 @@ class Command(EventBusCommand):
             for note in dict.fromkeys(self._notes(results)):
                 self.stdout.write(self.style.WARNING(note))
             self.stdout.write(self._summary(counts, options["dry_run"]))
+        unknown = [result for result in results if result.status == "unknown"]
+        if unknown:  # a dry run that could not learn what it was asked: a deploy gate must not pass
+            reason = (unknown[0].warning or "").removeprefix("existence unknown: ")
+            raise CommandError(f"{reason}; could not check {_plural(len(unknown))}")
         failed = [result for result in results if result.status == "failed"]
         if failed:
             raise CommandError(f"{_plural(len(failed))} could not be created: "

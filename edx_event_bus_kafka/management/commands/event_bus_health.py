@@ -14,12 +14,13 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
 from edx_event_bus_kafka.internal.runtime.heartbeat import Health, evaluate
+from edx_event_bus_kafka.management.base import EventBusCommand
 
 
-class Command(BaseCommand):
+class Command(EventBusCommand):
     help = "Exit 0 if the worker's heartbeat file is fresh (and the broker answers, with --check-broker), else 1."
     requires_system_checks = ()  # a probe must be fast and must not fail for unrelated settings
 

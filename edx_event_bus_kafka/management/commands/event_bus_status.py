@@ -1,27 +1,30 @@
 """``./manage.py event_bus_status -t TOPIC -g GROUP``: a consumer group's backlog.
 
-Lag, oldest unconsumed message, dead letters and outbox backlog, as a table or ``--json``.
+Lag, oldest unconsumed message, dead letters, outbox backlog and the group's inbox, as a table or ``--json``.
 """
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from edx_event_bus_kafka.internal.errors import BrokerRefusedError, ConfigurationError, UnknownTopicError
 from edx_event_bus_kafka.internal.operations.status import topic_status
 from edx_event_bus_kafka.internal.settings.declarations import get_settings
+from edx_event_bus_kafka.management.base import EventBusCommand
 
 
-class Command(BaseCommand):
-    help = "Show a consumer group's lag per partition, its dead letters and the outbox backlog."
+class Command(EventBusCommand):
+    needs_broker = True
+    help = "Show a consumer group's lag per partition, its dead letters, the outbox backlog and the group's inbox."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("-t", "--topic", required=True, help="Topic (without prefix)")
         parser.add_argument("-g", "--group_id", "--group-id", required=True, help="Consumer group id")
         parser.add_argument("--json", action="store_true", help="Machine-readable output")
-        parser.add_argument("--no-outbox", action="store_true", help="Skip the outbox backlog (no database access)")
+        parser.add_argument("--no-outbox", action="store_true",
+                            help="Skip the outbox backlog and the inbox (no database access)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -52,3 +55,12 @@ class Command(BaseCommand):
             )
         elif status.outbox_error:
             self.stdout.write(f"Outbox: {status.outbox_error}")
+        if status.inbox is not None:
+            inbox, age = status.inbox, status.inbox["oldest_age_sec"]
+            self.stdout.write(
+                f"Inbox (deduplication {inbox['deduplication']}): {inbox['group_rows']} events remembered for this "
+                f"group" + (f", oldest processed {age:.1f} s ago" if age is not None else "")
+                + f"; {inbox['table_rows']} rows in the table; retention {inbox['retention_sec']:.0f} s"
+            )
+        elif status.inbox_error:
+            self.stdout.write(f"Inbox: {status.inbox_error}")

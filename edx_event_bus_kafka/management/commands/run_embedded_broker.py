@@ -8,13 +8,15 @@ import signal
 import threading
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from edx_event_bus_kafka.internal.errors import EmbeddedBrokerError
+from edx_event_bus_kafka.management.base import EventBusCommand
 from edx_event_bus_kafka.testing import EmbeddedKafkaBroker
 
 
-class Command(BaseCommand):
+class Command(EventBusCommand):
+    requires_system_checks: list[str] = []  # noqa: RUF012 -- it serves before a broker is set (W001)
     help = "Run an embedded Kafka-protocol broker (Tansu, in memory) on loopback until interrupted."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -2,11 +2,12 @@
 
 :class:`InMemoryKafka` is one broker's worth of state in the test process: topics with partitions
 (keyed messages land where librdkafka's default ``consistent_random`` partitioner puts them),
-offsets, consumer groups with commits and rebalance callbacks, headers, keys and timestamps,
-delivery reports through ``poll``/``flush``, and the errors a test wants to see (a failed produce,
-a failed delivery, a poll error, a client error, fatal ones included, a broker that refuses our
-credentials, an outage). Its clients implement the same Protocols as confluent-kafka's
-(``edx_event_bus_kafka.internal.kafka.protocols``), so the event bus runs on it unchanged.
+offsets, consumer groups with commits and rebalance callbacks, pausing, resuming and seeking
+partitions, headers, keys and timestamps, delivery reports through ``poll``/``flush``, and the
+errors a test wants to see (a failed produce, a failed delivery, a poll error, a client error,
+fatal ones included, a broker that refuses our credentials, an outage). Its clients implement the
+same Protocols as confluent-kafka's (``edx_event_bus_kafka.internal.kafka.protocols``), so the
+event bus runs on it unchanged.
 
 Inside ``with InMemoryKafka() as kafka:`` every client the package makes is an in-memory one
 (the process's producer is dropped on the way in and out, so it is rebuilt on them); the
@@ -156,10 +157,16 @@ class InMemoryKafka(ClusterState):
         with self.lock:
             return dict(self.offsets.get(group, {}))
 
-    def commit(self, group: str, topic: str, partition: int, offset: int) -> None:
-        """Set ``group``'s committed offset, as a consumer of that group would commit it."""
+    def commit(self, group: str, topic: str, partition: int, offset: int, metadata: str | None = None) -> None:
+        """Set ``group``'s committed offset (and its commit metadata), as a consumer of that group would commit it."""
         with self.lock:
-            self.offsets.setdefault(group, {})[(topic, partition)] = offset
+            self.store_commit(group, topic, partition, offset, metadata)
+
+    def commit_metadata_of(self, group: str, topic: str) -> dict[int, str]:
+        """The metadata of ``group``'s commits on ``topic``, by partition (commits without metadata are absent)."""
+        with self.lock:
+            return {number: metadata for (name, number), metadata in self.commit_metadata.get(group, {}).items()
+                    if name == topic}
 
     def assignment(self, consumer: MemoryConsumer) -> list[tuple[str, int]]:
         """The partitions ``consumer`` owns now, sorted."""

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import OFFSET_INVALID, KafkaError, KafkaException, TopicPartition
 
 from .storage import MemoryMessage, StoredTopic, legal_topic, now_ms
 
@@ -106,6 +106,7 @@ class ClusterState:
         self.topics: dict[str, StoredTopic] = {}
         self.log: list[MemoryMessage] = []  # every stored message, in the order the broker took them
         self.offsets: dict[str, dict[tuple[str, int], int]] = {}  # group -> committed offsets
+        self.commit_metadata: dict[str, dict[tuple[str, int], str]] = {}  # group -> metadata of those commits
         self.groups: dict[str, Any] = {}  # group id -> consumer.Group
         self.clients: list[MemoryClient] = []
         self.faults: list[Fault] = []
@@ -142,6 +143,25 @@ class ClusterState:
         self.log.append(stored)
         self.lock.notify_all()
         return stored
+
+    # -- committed offsets (call with the lock held) -------------------------------------------
+
+    def store_commit(self, group: str, topic: str, partition: int, offset: int, metadata: str | None) -> None:
+        """Record ``group``'s committed offset and its metadata (a commit without metadata clears it, as Kafka does)."""
+        self.offsets.setdefault(group, {})[(topic, partition)] = offset
+        kept = self.commit_metadata.setdefault(group, {})
+        if metadata:
+            kept[(topic, partition)] = metadata
+        else:
+            kept.pop((topic, partition), None)
+
+    def committed_position(self, group: str, topic: str, partition: int) -> TopicPartition:
+        """``group``'s commit on a partition: offset (``OFFSET_INVALID`` if none) and metadata (None if none)."""
+        offset = self.offsets.get(group, {}).get((topic, partition), OFFSET_INVALID)
+        metadata = self.commit_metadata.get(group, {}).get((topic, partition))
+        if metadata is None:
+            return TopicPartition(topic, partition, offset)
+        return TopicPartition(topic, partition, offset, metadata)
 
     # -- faults --------------------------------------------------------------------------------
 

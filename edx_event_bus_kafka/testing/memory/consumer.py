@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any, Literal, overload
 
@@ -10,7 +11,7 @@ from confluent_kafka.admin import ClusterMetadata
 
 from .cluster import ClusterState, MemoryClient
 from .groups import Group, TopicPartitionKey
-from .storage import MemoryMessage, cluster_metadata
+from .storage import FailedPartition, MemoryMessage, cluster_metadata
 
 RebalanceCallback = Callable[[Any, list[TopicPartition]], None]
 _EARLIEST = {"earliest", "smallest", "beginning"}
@@ -22,7 +23,7 @@ def _partitions(keys: set[TopicPartitionKey]) -> list[TopicPartition]:
 
 
 class MemoryConsumer(MemoryClient):
-    """Shaped like confluent-kafka's ``Consumer``, for the calls of ``ConsumerClient`` (and seek, pause, resume).
+    """Shaped like confluent-kafka's ``Consumer``, for the calls of ``ConsumerClient``.
 
     Honours ``group.id``, ``auto.offset.reset``, ``enable.partition.eof`` and the rebalance style:
     eager (``classic`` protocol with the default assignors: everything is revoked, then the new
@@ -40,6 +41,8 @@ class MemoryConsumer(MemoryClient):
         if str(config.get("enable.auto.commit", True)).lower() not in {"false", "0"}:
             raise ValueError("the in-memory Kafka does not commit automatically: set enable.auto.commit=False")
         self.group_id = str(config["group.id"])
+        self.client_id = str(config.get("client.id", "rdkafka"))
+        self.member_id = f"{self.client_id}-{uuid.uuid4()}"  # as the broker names a member (describe_consumer_groups)
         reset = str(config.get("auto.offset.reset", "latest")).lower()
         self.reset: Literal["earliest", "latest", "error"] = (
             "earliest" if reset in _EARLIEST else "latest" if reset in _LATEST else "error")
@@ -127,6 +130,7 @@ class MemoryConsumer(MemoryClient):
             self._positions.pop(key, None)
             self._starts.pop(key, None)
             self._at_eof.discard(key)
+            self._paused.discard(key)  # a partition assigned again starts unpaused
 
     def assign(self, partitions: list[TopicPartition]) -> None:
         """Read these partitions, from their offsets (``OFFSET_BEGINNING``, ``OFFSET_END``, stored, or a number)."""
@@ -136,6 +140,12 @@ class MemoryConsumer(MemoryClient):
             self._positions = dict.fromkeys(self._owned)
             self._starts = {(tp.topic, tp.partition): tp.offset for tp in partitions}
             self._at_eof.clear()
+            self._paused &= self._owned
+
+    def assignment(self) -> list[TopicPartition]:
+        """The partitions this consumer reads now (offsets not set, as librdkafka gives them)."""
+        with self.kafka.lock:
+            return _partitions(self._owned)
 
     # -- fetching ------------------------------------------------------------------------------
 
@@ -246,6 +256,8 @@ class MemoryConsumer(MemoryClient):
                asynchronous: bool = True) -> list[TopicPartition] | None:
         """Store the group's committed offsets (of ``offsets``, ``message`` + 1, or the current positions).
 
+        Each offset's ``metadata`` is kept with it, as Kafka keeps commit metadata.
+
         Raises:
             KafkaException: nothing to commit, the broker is down, or this member was expired from the group.
 
@@ -262,10 +274,10 @@ class MemoryConsumer(MemoryClient):
                 if asynchronous:
                     return None  # librdkafka reports it to an offset_commit_cb, which we do not use
                 raise KafkaException(problem)
-            stored = self.kafka.offsets.setdefault(self.group_id, {})
             for tp in offsets:
-                stored[(tp.topic, tp.partition)] = tp.offset
-        return None if asynchronous else [TopicPartition(tp.topic, tp.partition, tp.offset) for tp in offsets]
+                self.kafka.store_commit(self.group_id, tp.topic, tp.partition, tp.offset, tp.metadata)
+        return None if asynchronous else [self.kafka.committed_position(self.group_id, tp.topic, tp.partition)
+                                          for tp in offsets]
 
     def _commit_problem(self, offsets: list[TopicPartition]) -> KafkaError | None:
         if not offsets:
@@ -277,13 +289,11 @@ class MemoryConsumer(MemoryClient):
         return None
 
     def committed(self, partitions: list[TopicPartition], timeout: float = -1) -> list[TopicPartition]:
-        """The group's committed offset per partition (``OFFSET_INVALID`` where it never committed)."""
+        """The group's committed offset and its metadata per partition (``OFFSET_INVALID`` where it never committed)."""
         self._check_open()
         self._wait_for_metadata(timeout)
         with self.kafka.lock:
-            stored = self.kafka.offsets.get(self.group_id, {})
-            return [TopicPartition(tp.topic, tp.partition, stored.get((tp.topic, tp.partition), OFFSET_INVALID))
-                    for tp in partitions]
+            return [self.kafka.committed_position(self.group_id, tp.topic, tp.partition) for tp in partitions]
 
     def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
         """The next offset to read per partition (``OFFSET_INVALID`` before the first fetch)."""
@@ -316,17 +326,17 @@ class MemoryConsumer(MemoryClient):
         """Per partition: the first offset whose timestamp is at or after ``offset`` (ms); -1 if there is none."""
         self._check_open()
         self._wait_for_metadata(timeout)
-        found = []
+        found: list[TopicPartition] = []
         with self.kafka.lock:
             for tp in partitions:
                 stored = self.kafka.topics.get(tp.topic)
-                answer = TopicPartition(tp.topic, tp.partition, OFFSET_END)
                 if stored is None or not 0 <= tp.partition < len(stored.partitions):
-                    answer.error = KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART)
-                else:
-                    log = stored.partitions[tp.partition]
-                    answer.offset = next((m.offset() or 0 for m in log if m.timestamp()[1] >= tp.offset), OFFSET_END)
-                found.append(answer)
+                    found.append(FailedPartition(tp.topic, tp.partition, OFFSET_END,
+                                                 KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART)))
+                    continue
+                log = stored.partitions[tp.partition]
+                offset = next((m.offset() or 0 for m in log if m.timestamp()[1] >= tp.offset), OFFSET_END)
+                found.append(TopicPartition(tp.topic, tp.partition, offset))
         return found
 
     def list_topics(self, topic: str | None = None, timeout: float = -1) -> ClusterMetadata:

@@ -8,11 +8,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import ClusterMetadata
 
 from edx_event_bus_kafka.internal.kafka.protocols import HeaderList, Headers
 
 from .cluster import ClusterState, MemoryClient
-from .storage import MemoryMessage, as_bytes, config_int, header_pairs, legal_topic, message_size, partitioner
+from .storage import (
+    MemoryMessage,
+    as_bytes,
+    cluster_metadata,
+    config_int,
+    header_pairs,
+    legal_topic,
+    message_size,
+    partitioner,
+)
 
 DeliveryCallback = Callable[[KafkaError | None, Any], None]
 
@@ -173,6 +183,12 @@ class MemoryProducer(MemoryClient):
             left = len(self)
             if not left or not self._wait(deadline):
                 return left
+
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> ClusterMetadata:
+        """Metadata of every topic, or of ``topic``; fails after ``timeout`` while the broker is down."""
+        self._wait_for_metadata(timeout)
+        with self.kafka.lock:
+            return cluster_metadata(self.kafka.topics, topic)
 
     def purge(self, in_queue: bool = True, in_flight: bool = True, blocking: bool = True) -> None:
         """Fail every message still waiting for the broker with ``_PURGE_QUEUE`` (reported at the next poll).

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, TopicPartition
 from confluent_kafka.admin import BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata
 
 from edx_event_bus_kafka.internal.kafka.protocols import HeaderList, Headers
@@ -82,6 +82,22 @@ class MemoryMessage:
         if self._error is not None:
             return f"MemoryMessage(error={self._error})"
         return f"MemoryMessage({self._topic}[{self._partition}]@{self._offset})"
+
+
+class FailedPartition(TopicPartition):
+    """A ``TopicPartition`` whose ``error`` is set, as librdkafka answers a request that failed on one partition.
+
+    (confluent-kafka's ``error`` is read-only from Python: only its C code fills it in.)
+    """
+
+    def __init__(self, topic: str, partition: int, offset: int, error: KafkaError):
+        super().__init__(topic, partition, offset)
+        self._error = error
+
+    @property
+    def error(self) -> KafkaError:  # type: ignore[override]  # a read-only attribute, read the same way
+        """Why the request failed on this partition."""
+        return self._error
 
 
 def as_bytes(data: str | bytes | None) -> bytes | None:

@@ -2,7 +2,7 @@
 
 Usage (from the repository root, with our venv)::
 
-    python scripts/bench_outbox.py [--events 2000] [--rounds 3] [--json results.json] [--broker tansu|apache]
+    python benchmarks/outbox.py [--events 2000] [--rounds 3] [--json results.json] [--broker tansu|apache]
 
 This is a command, not a timed test: numbers depend on the machine, so nothing is asserted
 against a threshold. It exits non-zero only when a step did not do what it should (events
@@ -15,7 +15,7 @@ fresh topics of 3 partitions. Everything else keeps its default, notably audit l
 INFO line per event delivered by the producer), ``linger.ms`` 5, outbox batch size 200 and outbox
 poll interval 1.0 s.
 
-Phase 1, write rate (``--rounds`` rounds, medians reported). ``scripts/bench_outbox_worker.py
+Phase 1, write rate (``--rounds`` rounds, medians reported). ``benchmarks/outbox_worker.py
 write`` sends ``--events`` N events, 10 per ``transaction.atomic()``, once with
 ``EVENT_BUS_KAFKA_DELIVERY_MODE = "outbox"`` (``EVENT_BUS_KAFKA_OUTBOX_PUBLISH_ON_COMMIT =
 False``, so nothing but the writes happen) and once with ``"on_commit"`` (direct to Kafka after
@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import statistics
@@ -68,30 +67,28 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))  # for tests.support
 
-from edx_event_bus_kafka.testing import (  # noqa: E402
-    BROKER_KINDS,
-    KafkaTestBroker,
-    fast_consumer_config,
-    make_test_broker,
-    selected_broker_kind,
+from benchmarks.common import (  # noqa: E402
+    CONSUMER_OPTIONS,
+    add_broker_argument,
+    bench_broker,
+    child_env,
+    percentile,
+    reporter,
 )
+from edx_event_bus_kafka.testing import KafkaTestBroker  # noqa: E402
 from tests.support.postgres import TemporaryPostgres  # noqa: E402
 
-CONSUMER_OPTIONS: dict[str, Any] = fast_consumer_config("tansu", "classic")  # the same on both brokers
-
-WORKER_MODULE = "scripts.bench_outbox_worker"
+WORKER_MODULE = "benchmarks.outbox_worker"
 TABLE = "edx_event_bus_kafka_outboxevent"
 TEMPLATE_DB = "bench_outbox_template"
 PARTITIONS = 3
 WRITE_MODES = ("outbox", "on_commit")
 DEFAULT_POLL_INTERVAL_SEC = 1.0  # EVENT_BUS_KAFKA_OUTBOX_POLL_INTERVAL_SEC's default, used as is
 # Set by tests.settings from the environment; the benchmark sets or clears each of them itself.
-CLEARED_ENV = ("DJANGO_SETTINGS_MODULE", "PYTHONPATH", "EVENT_BUS_SETTINGS_JSON", "EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL",
-               "EVENT_BUS_TOPIC_PREFIX", "EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS", "TEST_DATABASE_PATH")
+CLEARED_ENV = ("EVENT_BUS_SETTINGS_JSON", "EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL", "EVENT_BUS_TOPIC_PREFIX",
+               "EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS", "TEST_DATABASE_PATH")
 
-
-def say(text: str) -> None:
-    print(f"[bench-outbox] {text}", file=sys.stderr, flush=True)
+say = reporter("bench-outbox")
 
 
 def parse_args() -> argparse.Namespace:
@@ -103,8 +100,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="latency phase: seconds of writing (10)")
     parser.add_argument("--json", type=Path, help="also write the full results to this file")
     parser.add_argument("--process-timeout", type=float, default=120.0, help="seconds before a step gives up")
-    parser.add_argument("--broker", choices=BROKER_KINDS, default=selected_broker_kind(),
-                        help="the broker (default: $EVENT_BUS_TEST_KAFKA_BROKER or tansu)")
+    add_broker_argument(parser)
     args = parser.parse_args()
     if args.events < 1 or args.rounds < 1 or args.per_transaction < 1:
         parser.error("--events, --rounds and --per-transaction must be at least 1")
@@ -139,7 +135,7 @@ class Bench:
 
     def env(self, database: str, **settings: Any) -> dict[str, str]:
         """Environment of a Django process on ``database`` and the broker, with these extra settings."""
-        env = {name: value for name, value in os.environ.items() if name not in CLEARED_ENV}
+        env = child_env(CLEARED_ENV)
         env.update({
             "DJANGO_SETTINGS_MODULE": "tests.settings",
             "TEST_POSTGRES_PORT": str(self.postgres.port),
@@ -224,10 +220,12 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0)
     offset of the last record batch plus one, not the offset after the last message. Reads until
     ``expected`` distinct events came (or ``timeout``), then half a second more to see any extras.
     """
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-read-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "log_level": 0, **CONSUMER_OPTIONS})
+    from edx_event_bus_kafka.internal.kafka.clients import CONFLUENT
+
+    consumer = CONFLUENT.consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-read-{uuid.uuid4().hex}",
+                                   "enable.auto.commit": False, "log_level": 0, **CONSUMER_OPTIONS})
     messages = 0
     ids: set[str | None] = set()
     try:
@@ -357,10 +355,10 @@ class LatencyConsumer:
     """A plain confluent-kafka consumer in a thread; notes ``time.time()`` on arrival of each ce_id."""
 
     def __init__(self, bootstrap: str, topic: str):
-        from confluent_kafka import Consumer
+        from edx_event_bus_kafka.internal.kafka.clients import CONFLUENT
 
         self.topic = topic
-        self.consumer = Consumer({
+        self.consumer = CONFLUENT.consumer({
             "bootstrap.servers": bootstrap, "group.id": f"bench-latency-{uuid.uuid4().hex}",
             "auto.offset.reset": "earliest", "enable.auto.commit": False, "log_level": 0, **CONSUMER_OPTIONS,
         })
@@ -407,11 +405,6 @@ class LatencyConsumer:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
 
-
-def percentile(values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile of a non-empty list."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
 def latency_stats(committed: dict[str, float], received: dict[str, float]) -> dict[str, Any]:
@@ -569,7 +562,7 @@ def guarded(what: str, step: Any, *step_args: Any) -> dict[str, Any]:
 def main() -> int:
     args = parse_args()
     started = time.monotonic()
-    broker = make_test_broker(args.broker, **({"quick_start": False} if args.broker == "apache" else {}))
+    broker = bench_broker(args.broker)
     postgres = TemporaryPostgres()
     rounds: list[dict[str, Any]] = []
     latency: list[dict[str, Any]] = []

@@ -2,12 +2,12 @@
 
 Usage (from the repository root, with our venv)::
 
-    python scripts/benchmark.py [--events 5000] [--rounds 3] [--json results.json] [--profile DIR]
+    python benchmarks/producer_consumer.py [--events 5000] [--rounds 3] [--json results.json] [--profile DIR]
                                 [--no-consumer] [--consumer-events N] [--broker tansu|apache]
 
 One broker (``--broker``: the embedded Tansu, the default, or Apache Kafka with its full JIT) and one
 schema registry stand-in (a subprocess, reached over HTTP) serve every round. Each round runs
-``scripts/bench_worker.py`` once with our python and once with the reference venv's python (built
+``benchmarks/producer_worker.py`` once with our python and once with the reference venv's python (built
 on demand by ``tests.support.reference_venv``), alternating which goes first, each on a fresh topic.
 The worker times ``COURSE_ENROLLMENT_CHANGED.send_event`` through openedx-events'
 ``EVENT_BUS_PRODUCER_CONFIG`` handler until every delivery report is in. We report
@@ -22,13 +22,13 @@ depend on the machine, so no threshold is asserted here.
 
 Consumer phase (``--no-consumer`` skips it). Each round, ``--consumer-events`` N events (default:
 ``--events``) of COURSE_ENROLLMENT_CHANGED, each with its own course so that the keys spread, are
-produced by OUR producer (``bench_worker.py --fill``, schema registry framing, byte-identical to the
+produced by OUR producer (``producer_worker.py --fill``, schema registry framing, byte-identical to the
 reference's) with the same metadata into two fresh topics of 3 partitions, one per implementation.
 Each topic is then read from its beginning by a real ``consume_events`` process: ours is
 ``manage.py consume_events`` in our venv; the reference is openedx-events' ``consume_events`` with
 ``EVENT_BUS_CONSUMER = "edx_event_bus_kafka.KafkaEventConsumer"`` in the reference venv (``python
 -I``, so nothing from this repository is on its path). Both get a minimal settings module written
-to a temporary directory that holds only it and a copy of ``scripts/bench_consumer_app.py``, whose
+to a temporary directory that holds only it and a copy of ``benchmarks/consumer_app.py``, whose
 receiver notes ``perf_counter`` and ``process_time`` at the first and at the N-th event, then stops
 the process: ours by SIGTERM to itself (its worker finishes the message and exits 0), the reference
 by ``_shut_down()`` on its consumer instance (or, were that unreachable, ``os._exit(0)``).
@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import select
 import shutil
@@ -61,6 +60,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,23 +68,19 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))  # for tests.support; this process runs our venv, so ours is wanted
 
-from edx_event_bus_kafka.testing import (  # noqa: E402
-    BROKER_KINDS,
-    KafkaTestBroker,
-    fast_consumer_config,
-    make_test_broker,
-    selected_broker_kind,
-)
+from benchmarks.common import CONSUMER_OPTIONS, add_broker_argument, bench_broker, child_env, reporter  # noqa: E402
+from edx_event_bus_kafka.testing import KafkaTestBroker  # noqa: E402
+from edx_event_bus_kafka.testing.brokers import stop_process  # noqa: E402
 from tests.support.reference_venv import VENV_DIR, ensure_reference_venv  # noqa: E402
 
-WORKER = REPO_ROOT / "scripts" / "bench_worker.py"
-CONSUMER_APP = REPO_ROOT / "scripts" / "bench_consumer_app.py"
+WORKER = REPO_ROOT / "benchmarks" / "producer_worker.py"
+CONSUMER_APP = REPO_ROOT / "benchmarks" / "consumer_app.py"
 CONSUMER_SETTINGS_MODULE = "bench_consumer_settings"
 IMPLEMENTATIONS = ("ours", "reference")
 REGISTRY_READY = "schema registry stand-in ready on "
 CONSUMER_PARTITIONS = 3
 # What the test brokers need of any consumer (see DESIGN.md section 7); nothing else is tuned.
-CONSUMER_CLIENT_OPTIONS: dict[str, Any] = fast_consumer_config("tansu", "classic")
+CONSUMER_CLIENT_OPTIONS: dict[str, Any] = CONSUMER_OPTIONS
 # The reference starts a new group at librdkafka's default "latest"; ours at "earliest".
 REFERENCE_EXTRA_CLIENT_OPTIONS: dict[str, Any] = {"auto.offset.reset": "earliest"}
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -98,8 +94,7 @@ STOPPED_BY = {"ours": "SIGTERM to itself (our worker finishes the message and ex
               "reference": "its consumer's _shut_down() (the reference's own way out of its loop)"}
 
 
-def say(text: str) -> None:
-    print(f"[bench] {text}", file=sys.stderr, flush=True)
+say = reporter("bench")
 
 
 def parse_args() -> argparse.Namespace:
@@ -120,8 +115,7 @@ def parse_args() -> argparse.Namespace:
                         help="EVENT_BUS_KAFKA_CONSUMER_POLL_TIMEOUT of both consumers (default 0.05 s)")
     parser.add_argument("--consumer-timeout", type=float, default=180.0,
                         help="seconds before a consume_events process is killed")
-    parser.add_argument("--broker", choices=BROKER_KINDS, default=selected_broker_kind(),
-                        help="the broker (default: $EVENT_BUS_TEST_KAFKA_BROKER or tansu)")
+    add_broker_argument(parser)
     args = parser.parse_args()
     if args.consumer_events is None:
         args.consumer_events = args.events
@@ -132,10 +126,7 @@ def parse_args() -> argparse.Namespace:
 
 def subprocess_env() -> dict[str, str]:
     """Our environment without anything that could make a worker import the wrong package or settings."""
-    env = dict(os.environ)
-    for name in ("PYTHONPATH", "PYTHONHOME", "DJANGO_SETTINGS_MODULE", "VIRTUAL_ENV"):
-        env.pop(name, None)
-    return env
+    return child_env()
 
 
 class RegistryProcess:
@@ -180,15 +171,7 @@ class RegistryProcess:
     def stop(self) -> None:
         """Terminate it (kill if it does not exit promptly)."""
         process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        stop_process(process, timeout=5, what="the schema registry stand-in")
 
 
 def run_worker(label: str, python: Path, *, broker: KafkaTestBroker, registry_url: str, round_number: int,
@@ -249,9 +232,10 @@ def check_package(label: str, package_file: str) -> str | None:
 
 
 def fill_consumer_topics(topics: dict[str, str], *, broker: KafkaTestBroker, registry_url: str,
-                         round_number: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+                         round_number: int, args: argparse.Namespace, workdir: Path,
+                         partitions: int = CONSUMER_PARTITIONS) -> dict[str, Any]:
     """Create the round's consumer topics (3 partitions each) and fill them with OUR producer, in one process."""
-    broker.create_topics(topics.values(), partitions=CONSUMER_PARTITIONS)
+    broker.create_topics(topics.values(), partitions=partitions)
     log_file = workdir / f"fill-r{round_number}.log"
     command = [
         sys.executable, "-I", str(WORKER), "--label", "fill", "--bootstrap-servers", broker.bootstrap_servers,
@@ -297,10 +281,13 @@ def partition_counts(log_file: Path) -> dict[str, dict[str, int]]:
 
 def first_value_prefix(bootstrap_servers: str, topic: str, partition: int, timeout: float = 10.0) -> str:
     """Hex of the first 5 bytes of the first message of ``partition`` (read without a group)."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"bench-inspect-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "fetch.wait.max.ms": 10, "log_level": 0})
+    from edx_event_bus_kafka.internal.kafka.clients import CONFLUENT
+
+    consumer = CONFLUENT.consumer({"bootstrap.servers": bootstrap_servers,
+                                   "group.id": f"bench-inspect-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                                   "fetch.wait.max.ms": 10, "log_level": 0})
     try:
         consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
         deadline = time.monotonic() + timeout
@@ -314,8 +301,12 @@ def first_value_prefix(bootstrap_servers: str, topic: str, partition: int, timeo
 
 
 def consumer_settings(label: str, *, broker: KafkaTestBroker, registry_url: str, args: argparse.Namespace,
-                      result_file: Path, log_file: Path, profile_file: Path | None) -> str:
-    """The text of the minimal settings module of one ``consume_events`` process."""
+                      result_file: Path, log_file: Path, profile_file: Path | None,
+                      extra_settings: dict[str, Any] | None = None, receiver: dict[str, Any] | None = None) -> str:
+    """The text of the minimal settings module of one ``consume_events`` process.
+
+    ``extra_settings`` are added Django settings (ours only); ``receiver`` adds ``BENCH_CONSUMER`` options.
+    """
     # The first app providing a command wins: ours must come first for ours; the reference has none.
     apps = ["edx_event_bus_kafka", "openedx_events"] if label == "ours" else ["openedx_events", "edx_event_bus_kafka"]
     bench: dict[str, Any] = {"implementation": label, "events": args.consumer_events, "result_file": str(result_file)}
@@ -345,8 +336,9 @@ def consumer_settings(label: str, *, broker: KafkaTestBroker, registry_url: str,
         values["EVENT_BUS_KAFKA_CONSUMER_CONFIG"] = dict(CONSUMER_CLIENT_OPTIONS)
     else:  # added to the reference's client config by bench_consumer_app (it has no setting for them)
         bench["client_options"] = {**CONSUMER_CLIENT_OPTIONS, **REFERENCE_EXTRA_CLIENT_OPTIONS}
-    values["BENCH_CONSUMER"] = bench
-    lines = [f'"""Consumer benchmark settings for {label} (written by scripts/benchmark.py)."""']
+    values.update(extra_settings or {})
+    values["BENCH_CONSUMER"] = {**bench, **(receiver or {})}
+    lines = [f'"""Consumer benchmark settings for {label} (written by benchmarks/producer_consumer.py)."""']
     lines += [f"{name} = {value!r}" for name, value in values.items()]
     return "\n".join(lines) + "\n"
 
@@ -362,9 +354,15 @@ def consumer_command(label: str, python: Path, *, topic: str, group: str, app_di
 
 
 def run_consumer(label: str, python: Path, *, broker: KafkaTestBroker, registry_url: str, topic: str,
-                 round_number: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """One ``consume_events`` process reading ``topic`` from its beginning; returns its timings and checks."""
-    app_dir = workdir / f"consumer-{label}-r{round_number}"
+                 round_number: int, args: argparse.Namespace, workdir: Path, name: str | None = None,
+                 extra_settings: dict[str, Any] | None = None, receiver: dict[str, Any] | None = None,
+                 on_start: Callable[[subprocess.Popen[Any]], None] | None = None) -> dict[str, Any]:
+    """One ``consume_events`` process reading ``topic`` from its beginning; returns its timings and checks.
+
+    ``name`` tells several runs of one round apart; ``extra_settings`` and ``receiver`` go to
+    :func:`consumer_settings`; ``on_start`` is called with the process once it runs.
+    """
+    app_dir = workdir / f"consumer-{name or label}-r{round_number}"
     app_dir.mkdir()
     shutil.copyfile(CONSUMER_APP, app_dir / "bench_consumer_app.py")
     result_file, log_file = app_dir / "result.jsonl", app_dir / "consumer.log"
@@ -374,7 +372,8 @@ def run_consumer(label: str, python: Path, *, broker: KafkaTestBroker, registry_
         profile_file = args.profile.resolve() / f"consumer-{label}-r{round_number}.prof"
     (app_dir / f"{CONSUMER_SETTINGS_MODULE}.py").write_text(
         consumer_settings(label, broker=broker, registry_url=registry_url, args=args, result_file=result_file,
-                          log_file=log_file, profile_file=profile_file),
+                          log_file=log_file, profile_file=profile_file, extra_settings=extra_settings,
+                          receiver=receiver),
         encoding="utf-8",
     )
     group = f"bench-{label}-r{round_number}-{uuid.uuid4().hex[:8]}"
@@ -385,6 +384,8 @@ def run_consumer(label: str, python: Path, *, broker: KafkaTestBroker, registry_
     with open(app_dir / "output.txt", "w", encoding="utf-8") as output:
         process = subprocess.Popen(command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=output,
                                    stderr=subprocess.STDOUT, env=subprocess_env())
+        if on_start is not None:
+            on_start(process)
         try:
             result["returncode"] = process.wait(timeout=args.consumer_timeout)
         except subprocess.TimeoutExpired:
@@ -425,8 +426,11 @@ def consumer_numbers(last: dict[str, Any], events: int) -> dict[str, Any]:
     intervals = events - 1
     numbers = {key: last[key] for key in ("received", "distinct_event_ids", "version", "package_file", "commands",
                                           "consumer_class", "client_options_added", "stopped_by", "profiled")}
+    numbers.update({key: last.get(key) for key in ("order_violations", "threads")})
     numbers.update({
         "elapsed_s": elapsed,
+        "t_first": last["t_first"],
+        "t_last": last["t_last"],
         "cpu_s": cpu,
         "events_per_s": intervals / elapsed if elapsed > 0 else 0.0,
         "cpu_us_per_event": cpu / intervals * 1e6,
@@ -604,7 +608,7 @@ def consumer_conditions(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "events": args.consumer_events,
         "partitions": CONSUMER_PARTITIONS,
-        "produced_by": "ours (bench_worker.py --fill, schema registry framing; byte-identical to the reference's)",
+        "produced_by": "ours (producer_worker.py --fill, schema registry framing; byte-identical to the reference's)",
         "poll_timeout_s": args.consumer_poll_timeout,
         "client_options_both": CONSUMER_CLIENT_OPTIONS,
         "client_options_reference_only": REFERENCE_EXTRA_CLIENT_OPTIONS,
@@ -684,7 +688,7 @@ def main() -> int:
     reference_python = ensure_reference_venv()
     pythons = {"ours": Path(sys.executable), "reference": reference_python, "baseline": Path(sys.executable)}
     # Apache Kafka with its full JIT compiler: its quick-start mode trades peak throughput for start-up.
-    broker = make_test_broker(args.broker, **({"quick_start": False} if args.broker == "apache" else {}))
+    broker = bench_broker(args.broker)
     registry = RegistryProcess()
     try:
         broker.start()

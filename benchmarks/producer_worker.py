@@ -1,4 +1,4 @@
-"""One benchmark round in one process, run by ``scripts/benchmark.py`` inside either virtualenv.
+"""One benchmark round in one process, run by ``benchmarks/producer_consumer.py`` inside either virtualenv.
 
 It runs with our venv's python (our ``edx_event_bus_kafka``) or with ``.venv-reference-pyXY``'s (the
 reference 6.x, same import name), so it imports nothing from this repository: it configures

@@ -1,6 +1,6 @@
 """The tiny Django app of the consumer benchmark: a receiver that times a ``consume_events`` process.
 
-``scripts/benchmark.py`` copies this file, alone, into a temporary directory next to the settings
+``benchmarks/producer_consumer.py`` copies this file, alone, into a temporary directory next to the settings
 module it writes, and starts ``consume_events`` of one implementation (ours, or openedx-events'
 command driving the reference 6.x) with that directory on its python path. It imports nothing from
 this repository, so it runs the same in our venv and in ``.venv-reference-pyXY``.
@@ -14,7 +14,11 @@ Everything it needs comes from the ``BENCH_CONSUMER`` setting:
   session timeout and fetch wait for the embedded broker, ``auto.offset.reset=earliest``), added
   to its consumer config by wrapping ``load_common_settings`` as ``tests/support/reference_script.py``
   does; ours gets the same options through ``EVENT_BUS_KAFKA_CONSUMER_CONFIG``;
-* ``profile_file`` (optional): cProfile stats of the timed span are written there.
+* ``profile_file`` (optional): cProfile stats of the timed span are written there;
+* ``work`` (optional): what the receiver does per event, ``{"sleep": S}`` (waits S seconds, like an
+  I/O-bound receiver) or ``{"spin": S}`` (computes for S seconds, CPU-bound);
+* ``check_order`` (optional): count events that arrive before an earlier event of their key
+  (the key is the course; event n has user id n, so within a key ids must grow).
 
 The receiver of ``COURSE_ENROLLMENT_CHANGED`` notes ``time.perf_counter()`` and
 ``time.process_time()`` at the first and at the N-th event, then stops the process the way each
@@ -30,6 +34,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from signal import SIGTERM
 from typing import Any
@@ -55,12 +60,32 @@ class Recorder:
         self.first_wall = 0.0
         self.first_cpu = 0.0
         self.finished = False
+        self.work: dict[str, float] = dict(options.get("work") or {})
+        self.check_order = bool(options.get("check_order"))
+        self.last_by_key: dict[str, int] = {}
+        self.order_violations = 0
+        self._lock = threading.Lock()  # receivers may run in several worker threads
 
-    def receive(self, metadata: Any) -> None:
-        """Count one event; time the first and the N-th (CPU time is read only then: it costs a system call)."""
+    def receive(self, metadata: Any, enrollment: Any = None) -> None:
+        """Do the configured work, count the event; time the first and the N-th (CPU time is read only then)."""
+        if "sleep" in self.work:
+            time.sleep(self.work["sleep"])
+        elif "spin" in self.work:
+            until = time.perf_counter() + self.work["spin"]
+            while time.perf_counter() < until:
+                pass
+        with self._lock:
+            self._count(metadata, enrollment)
+
+    def _count(self, metadata: Any, enrollment: Any) -> None:
         wall = time.perf_counter()
         if self.finished:
             return
+        if self.check_order and enrollment is not None:
+            key, number = str(enrollment.course.course_key), int(enrollment.user.id)
+            if number < self.last_by_key.get(key, -1):
+                self.order_violations += 1
+            self.last_by_key[key] = number
         self.count += 1
         if metadata is not None:
             self.event_ids.add(metadata.id)
@@ -101,6 +126,8 @@ class Recorder:
             "python": sys.executable,
             "stopped_by": self._stop_method(),
             "profiled": self.profiler is not None,
+            "order_violations": self.order_violations if self.check_order else None,
+            "threads": threading.active_count(),
         }
 
     def _stop_method(self) -> str:
@@ -134,7 +161,7 @@ def receive_enrollment_changed(sender: Any = None, signal: Any = None, **kwargs:
     long repr would make that formatting slower than for a typical receiver, for both consumers.)
     """
     if _recorder is not None:
-        _recorder.receive(kwargs.get("metadata"))
+        _recorder.receive(kwargs.get("metadata"), kwargs.get("enrollment"))
 
 
 def patch_reference(recorder: Recorder, client_options: dict[str, Any]) -> None:

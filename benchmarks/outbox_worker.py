@@ -1,4 +1,4 @@
-"""Writer processes of ``scripts/bench_outbox.py``: ``python -m scripts.bench_outbox_worker write|latency ...``.
+"""Writer processes of ``benchmarks/outbox.py``: ``python -m benchmarks.outbox_worker write|latency ...``.
 
 Runs from the repository root with Django on ``tests.settings``; the benchmark points it at its
 PostgreSQL database (``TEST_POSTGRES_PORT`` / ``TEST_POSTGRES_DB``), at the embedded broker

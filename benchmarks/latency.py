@@ -2,7 +2,7 @@
 
 Usage (from the repository root, with our venv)::
 
-    python scripts/bench_latency.py [--broker tansu|apache] [--rate 200] [--duration 10] [--json FILE]
+    python benchmarks/latency.py [--broker tansu|apache] [--rate 200] [--duration 10] [--json FILE]
 
 One broker, one fresh topic of 3 partitions per variant, no schema registry (registry-less Avro,
 so only the bus and the broker are measured). Two variants, measured in the same run:
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -40,28 +39,18 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))  # for tests.*
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 
-from edx_event_bus_kafka.testing import (  # noqa: E402
-    BROKER_KINDS,
-    KafkaTestBroker,
-    fast_consumer_config,
-    make_test_broker,
-    selected_broker_kind,
-    wait_for,
+from benchmarks.common import (  # noqa: E402
+    CONSUMER_OPTIONS,
+    add_broker_argument,
+    bench_broker,
+    percentile,
+    reporter,
 )
+from edx_event_bus_kafka.testing import KafkaTestBroker, wait_for  # noqa: E402
 
 PARTITIONS = 3
 WARMUP_SEC = 1.0
-CONSUMER_OPTIONS: dict[str, Any] = fast_consumer_config("tansu", "classic")  # the same on both brokers
-
-
-def say(text: str) -> None:
-    print(f"[bench-latency] {text}", file=sys.stderr, flush=True)
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile of a non-empty list."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+say = reporter("bench-latency")
 
 
 def paced(rate: float, duration: float, send: Any) -> dict[str, float]:
@@ -93,16 +82,16 @@ def warmup_ids(sent: dict[str, float]) -> set[str]:
 
 
 def run_raw(broker: KafkaTestBroker, args: argparse.Namespace) -> dict[str, Any]:
-    from confluent_kafka import Consumer, Producer
+    from edx_event_bus_kafka.internal.kafka.clients import CONFLUENT
 
     topic = f"latency-raw-{uuid.uuid4().hex[:6]}"
     broker.create_topics([topic], partitions=PARTITIONS)
     arrived: dict[str, float] = {}
     stop = threading.Event()
     assigned = threading.Event()
-    consumer = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": f"raw-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False, "log_level": 0,
-                         **CONSUMER_OPTIONS})
+    consumer = CONFLUENT.consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": f"raw-{uuid.uuid4().hex}",
+                                   "auto.offset.reset": "earliest", "enable.auto.commit": False, "log_level": 0,
+                                   **CONSUMER_OPTIONS})
     consumer.subscribe([topic], on_assign=lambda *_: assigned.set())
 
     def consume() -> None:
@@ -114,7 +103,7 @@ def run_raw(broker: KafkaTestBroker, args: argparse.Namespace) -> dict[str, Any]
     thread = threading.Thread(target=consume, daemon=True)
     thread.start()
     wait_for(assigned.is_set, timeout=30, what="the raw consumer's assignment")
-    producer = Producer({"bootstrap.servers": broker.bootstrap_servers, "linger.ms": 5, "log_level": 0})
+    producer = CONFLUENT.producer({"bootstrap.servers": broker.bootstrap_servers, "linger.ms": 5, "log_level": 0})
 
     def send(number: int) -> str:
         event_id = str(uuid.uuid4())
@@ -177,7 +166,7 @@ def run_ours(broker: KafkaTestBroker, args: argparse.Namespace, workdir: Path) -
             if not arrivals.exists():
                 return {}
             pairs = (line.split() for line in arrivals.read_text(encoding="utf-8").splitlines() if line.strip())
-            return {event_id: float(at) for event_id, at in pairs}
+            return {fields[0]: float(fields[1]) for fields in pairs}
 
         try:
             wait_for(lambda: len(arrived()) >= len(sent), timeout=60, interval=0.1, what="every event at the receiver")
@@ -192,13 +181,12 @@ def run_ours(broker: KafkaTestBroker, args: argparse.Namespace, workdir: Path) -
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--broker", choices=BROKER_KINDS, default=selected_broker_kind(),
-                        help="the broker (default: $EVENT_BUS_TEST_KAFKA_BROKER or tansu)")
+    add_broker_argument(parser)
     parser.add_argument("--rate", type=float, default=200.0, help="events per second (200)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of sending per variant (10)")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
-    broker = make_test_broker(args.broker, **({"quick_start": False} if args.broker == "apache" else {}))
+    broker = bench_broker(args.broker)
     try:
         broker.start()
         say(f"{args.broker} broker on {broker.bootstrap_servers}; {args.rate:.0f} events/s for {args.duration:.0f} s")

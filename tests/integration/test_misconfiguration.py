@@ -1,0 +1,115 @@
+"""Misconfiguration at the operator's edge, with real processes: a clear line and a non-zero status, fast.
+
+None of these needs a broker: each is about a command that cannot do its job, and must say so at
+once instead of idling, exiting 0 or printing a traceback.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.support.workers import ROOT
+
+pytestmark = pytest.mark.integration
+
+EXIT_CONFIG = 2
+
+
+def manage(*argv: str, timeout: float = 60, **env: str) -> tuple[int, str, float]:
+    """Run ``manage.py argv`` with ``env`` (a value of "" unsets the variable); (status, output, seconds)."""
+    environment = {key: value for key, value in {**os.environ, **env}.items() if value != ""}
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "manage.py", *argv], cwd=ROOT, env=environment, capture_output=True,
+                            text=True, timeout=timeout, check=False)
+    return result.returncode, result.stdout + result.stderr, time.monotonic() - started
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("argv", [["consume_events", "-t", "some-topic", "-g", "some-group"], ["relay_outbox"]])
+def test_worker_without_bootstrap_servers__exits_2_at_once_naming_the_setting(argv):
+    """Before: consume_events idled for ever with no broker, exited 0 on SIGINT and looked healthy."""
+    status, output, seconds = manage(*argv, EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS="")
+    assert status == EXIT_CONFIG, output
+    assert "EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS is not set" in output
+    assert "Traceback" not in output
+    assert seconds < 30  # Django start-up; no waiting for a broker
+
+
+def test_check_without_bootstrap_servers__warns_that_nothing_will_be_sent():
+    """manage.py check used to say "no issues"; a warning (not an error: image builds run migrate without it)."""
+    status, output, _ = manage("check", EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS="")
+    assert status == 0, output
+    assert "edx_event_bus_kafka.W001" in output and "EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS is not set" in output
+
+
+def test_check_with_bootstrap_servers__no_warning():
+    status, output, _ = manage("check", EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9092")
+    assert status == 0 and "W001" not in output, output
+
+
+def test_create_topics_dry_run_with_the_broker_unreachable__exits_1_within_its_timeout():
+    """Before: exit 0 after ~31 s, so a deploy gate passed although nothing was checked."""
+    status, output, seconds = manage("create_event_bus_topics", "--topic", "user-login", "--dry-run",
+                                     "--timeout", "2", EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{closed_port()}")
+    assert status == 1, output
+    assert "could not list topics on 127.0.0.1" in output and "could not check 2 topics" in output, output
+    assert "Traceback" not in output
+    assert seconds < 25, seconds
+
+
+def test_status_with_the_broker_unreachable__one_commanderror_line_no_traceback_no_flood():
+    """Before: ~390 lines of librdkafka output, then a raw KafkaException traceback."""
+    status, output, _ = manage("event_bus_status", "-t", "some-topic", "-g", "some-group", "--no-outbox",
+                               EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{closed_port()}")
+    assert status == 1, output
+    (error,) = [line for line in output.splitlines() if line.startswith("CommandError:")]
+    assert "check EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS" in error
+    assert "Traceback" not in output
+    assert len(output.splitlines()) <= 5, output
+
+
+def test_status_without_bootstrap_servers__one_line_naming_the_setting():
+    status, output, _ = manage("event_bus_status", "-t", "some-topic", "-g", "some-group",
+                               EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS="")
+    assert status == 1, output
+    assert output.strip().splitlines() == [
+        "CommandError: EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS is not set: there is no broker to ask"]
+
+
+def test_ctrl_c__exits_130_without_a_traceback(tmp_path):
+    """SIGINT while a command waits for an unreachable broker: "Interrupted", status 130."""
+    import signal
+
+    output = tmp_path / "status.out"
+    environment = {**os.environ, "EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{closed_port()}"}
+    with open(output, "wb") as out:
+        process = subprocess.Popen([sys.executable, "manage.py", "event_bus_status", "-t", "t", "-g", "g",
+                                    "--no-outbox"], cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT)
+    from edx_event_bus_kafka.testing import wait_for
+
+    wait_for(lambda: "Connect to" in output.read_text(), timeout=30, what="the command to be waiting for the broker")
+    process.send_signal(signal.SIGINT)
+    assert process.wait(30) == 130, output.read_text()
+    text = output.read_text()
+    assert "Interrupted" in text and "Traceback" not in text and "KeyboardInterrupt" not in text, text
+
+
+def test_misspelled_event_type__exits_2_naming_the_closest_known_type():
+    """Before: accepted, and every event was skipped and committed."""
+    status, output, _ = manage("consume_events", "-t", "some-topic", "-g", "some-group", "--event-type",
+                               "org.openedx.learning.course.enrolment.changed.v1",
+                               EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9092")
+    assert status == EXIT_CONFIG, output
+    assert "unknown event type 'org.openedx.learning.course.enrolment.changed.v1'" in output
+    assert "did you mean 'org.openedx.learning.course.enrollment.changed.v1'" in output
+    assert "Traceback" not in output
