@@ -82,16 +82,16 @@ def warmup_ids(sent: dict[str, float]) -> set[str]:
 
 
 def run_raw(broker: KafkaTestBroker, args: argparse.Namespace) -> dict[str, Any]:
-    from confluent_kafka import Consumer, Producer
+    from edx_event_bus_kafka.internal.kafka.clients import CONFLUENT
 
     topic = f"latency-raw-{uuid.uuid4().hex[:6]}"
     broker.create_topics([topic], partitions=PARTITIONS)
     arrived: dict[str, float] = {}
     stop = threading.Event()
     assigned = threading.Event()
-    consumer = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": f"raw-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False, "log_level": 0,
-                         **CONSUMER_OPTIONS})
+    consumer = CONFLUENT.consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": f"raw-{uuid.uuid4().hex}",
+                                   "auto.offset.reset": "earliest", "enable.auto.commit": False, "log_level": 0,
+                                   **CONSUMER_OPTIONS})
     consumer.subscribe([topic], on_assign=lambda *_: assigned.set())
 
     def consume() -> None:
@@ -103,7 +103,7 @@ def run_raw(broker: KafkaTestBroker, args: argparse.Namespace) -> dict[str, Any]
     thread = threading.Thread(target=consume, daemon=True)
     thread.start()
     wait_for(assigned.is_set, timeout=30, what="the raw consumer's assignment")
-    producer = Producer({"bootstrap.servers": broker.bootstrap_servers, "linger.ms": 5, "log_level": 0})
+    producer = CONFLUENT.producer({"bootstrap.servers": broker.bootstrap_servers, "linger.ms": 5, "log_level": 0})
 
     def send(number: int) -> str:
         event_id = str(uuid.uuid4())

@@ -220,10 +220,12 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0)
     offset of the last record batch plus one, not the offset after the last message. Reads until
     ``expected`` distinct events came (or ``timeout``), then half a second more to see any extras.
     """
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-read-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "log_level": 0, **CONSUMER_OPTIONS})
+    from edx_event_bus_kafka.internal.kafka.clients import CONFLUENT
+
+    consumer = CONFLUENT.consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-read-{uuid.uuid4().hex}",
+                                   "enable.auto.commit": False, "log_level": 0, **CONSUMER_OPTIONS})
     messages = 0
     ids: set[str | None] = set()
     try:
@@ -353,10 +355,10 @@ class LatencyConsumer:
     """A plain confluent-kafka consumer in a thread; notes ``time.time()`` on arrival of each ce_id."""
 
     def __init__(self, bootstrap: str, topic: str):
-        from confluent_kafka import Consumer
+        from edx_event_bus_kafka.internal.kafka.clients import CONFLUENT
 
         self.topic = topic
-        self.consumer = Consumer({
+        self.consumer = CONFLUENT.consumer({
             "bootstrap.servers": bootstrap, "group.id": f"bench-latency-{uuid.uuid4().hex}",
             "auto.offset.reset": "earliest", "enable.auto.commit": False, "log_level": 0, **CONSUMER_OPTIONS,
         })

@@ -281,10 +281,13 @@ def partition_counts(log_file: Path) -> dict[str, dict[str, int]]:
 
 def first_value_prefix(bootstrap_servers: str, topic: str, partition: int, timeout: float = 10.0) -> str:
     """Hex of the first 5 bytes of the first message of ``partition`` (read without a group)."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"bench-inspect-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "fetch.wait.max.ms": 10, "log_level": 0})
+    from edx_event_bus_kafka.internal.kafka.clients import CONFLUENT
+
+    consumer = CONFLUENT.consumer({"bootstrap.servers": bootstrap_servers,
+                                   "group.id": f"bench-inspect-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                                   "fetch.wait.max.ms": 10, "log_level": 0})
     try:
         consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
         deadline = time.monotonic() + timeout

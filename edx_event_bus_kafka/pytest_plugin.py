@@ -19,6 +19,10 @@ Fixtures:
 - ``kafka_broker_factory``: makes more brokers of the chosen kind for one test (stopped after it),
   for tests that stop or restart a broker.
 - ``kafka_topic``: a fresh, uniquely named topic on ``kafka_broker`` for one test (3 partitions).
+- ``memory_kafka``: an :class:`~edx_event_bus_kafka.testing.memory.InMemoryKafka` that every client
+  of the event bus uses during one test, with ``EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS`` pointing at it.
+- ``published_events``: :func:`~edx_event_bus_kafka.testing.capture_events` for one test: the
+  events the service publishes during the test, decoded.
 """
 from __future__ import annotations
 
@@ -34,11 +38,14 @@ from .testing import (
     GROUP_PROTOCOLS,
     EmbeddedKafkaBroker,
     KafkaTestBroker,
+    PublishedEvents,
+    capture_events,
     make_test_broker,
     selected_broker_kind,
     selected_group_protocol,
 )
 from .testing.brokers import BROKER_ENV, GROUP_PROTOCOL_ENV
+from .testing.memory import InMemoryKafka
 
 APACHE_ONLY_MARKER = "apache_kafka"
 
@@ -122,3 +129,19 @@ def kafka_topic(kafka_broker: KafkaTestBroker, request: pytest.FixtureRequest) -
     name = f"test-{safe}-{uuid.uuid4().hex[:8]}"
     kafka_broker.create_topics([name], partitions=3)
     return name
+
+
+@pytest.fixture
+def memory_kafka() -> Iterator[InMemoryKafka]:
+    """An in-memory Kafka for one test: the event bus's clients use it, and the bootstrap setting names it."""
+    from django.test import override_settings
+
+    with InMemoryKafka() as kafka, override_settings(EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS=kafka.bootstrap_servers):
+        yield kafka
+
+
+@pytest.fixture
+def published_events() -> Iterator[PublishedEvents]:
+    """The events the service publishes during the test, decoded (delivery mode ``immediate``)."""
+    with capture_events() as published:
+        yield published

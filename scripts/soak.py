@@ -248,11 +248,14 @@ def dead_lettered(soak: Soak) -> set[str]:
 
 
 def _read_dead_letters(soak: Soak) -> set[str]:
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+    from edx_event_bus_kafka.internal.kafka.clients import CONFLUENT
 
     topic = f"{soak.topic}-{soak.group}-dead-letter"
-    consumer = Consumer({"bootstrap.servers": soak.broker.bootstrap_servers, "group.id": f"soak-reader-{uuid.uuid4()}",
-                         "enable.auto.commit": False, "log_level": 0})
+    consumer = CONFLUENT.consumer({"bootstrap.servers": soak.broker.bootstrap_servers,
+                                   "group.id": f"soak-reader-{uuid.uuid4()}", "enable.auto.commit": False,
+                                   "log_level": 0})
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if metadata is None or metadata.error is not None:

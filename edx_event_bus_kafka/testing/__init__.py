@@ -9,6 +9,12 @@ Two real brokers behind one interface, :class:`KafkaTestBroker`:
   from Maven Central (needs Java 17+ and Maven, or a folder of Kafka jars), with optional
   SASL/SCRAM, SASL/PLAIN over TLS and mutual-TLS listeners.
 
+:mod:`edx_event_bus_kafka.testing.memory` has an in-memory Kafka with the same clients'
+interface, for fast tests without any broker (:class:`~edx_event_bus_kafka.testing.memory.InMemoryKafka`).
+For a service's own tests, :func:`capture_events` lists what the service published and
+:func:`deliver_event` hands an event to its receivers, both through the real encoding and
+decoding and without a broker.
+
 The pytest fixtures built on them live in ``edx_event_bus_kafka.pytest_plugin`` and are available
 automatically once the package is installed.
 
@@ -33,6 +39,7 @@ from .brokers import (
     selected_group_protocol,
     wait_for,
 )
+from .events import Delivery, PublishedEvent, PublishedEvents, capture_events, deliver_event
 from .tansu import EmbeddedKafkaBroker, find_broker_binary
 
 __all__ = [
@@ -40,8 +47,13 @@ __all__ = [
     "FAST_CONSUMER_CONFIG",
     "GROUP_PROTOCOLS",
     "ApacheKafkaBroker",
+    "Delivery",
     "EmbeddedKafkaBroker",
     "KafkaTestBroker",
+    "PublishedEvent",
+    "PublishedEvents",
+    "capture_events",
+    "deliver_event",
     "ensure_kafka_jars",
     "fast_consumer_config",
     "find_broker_binary",

@@ -196,10 +196,14 @@ class KafkaTestBroker(ABC):
         self.stop()
 
     def admin(self, **config: Any) -> Any:
-        """A confluent-kafka ``AdminClient`` connected to the plaintext listener."""
-        from confluent_kafka.admin import AdminClient
+        """A confluent-kafka ``AdminClient`` connected to the plaintext listener.
 
-        return AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0, **config})
+        Always a real client, even where the package's clients are routed elsewhere (to the
+        in-memory Kafka, say): this broker is real.
+        """
+        from edx_event_bus_kafka.internal.kafka.clients import CONFLUENT
+
+        return CONFLUENT.admin({"bootstrap.servers": self.bootstrap_servers, "log_level": 0, **config})
 
     def create_topics(
         self, names: Iterable[str], *, partitions: int = 1, timeout: float = 10.0,

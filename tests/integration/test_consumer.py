@@ -1,4 +1,8 @@
-"""consume_events as a real process: delivery to receivers, retries, dead letters, shutdown, groups."""
+"""consume_events as a real process on a real broker: delivery, a dead letter, SIGTERM, kill -9, groups, latency.
+
+Retries, dead letters, commits and the error policy are tested on the in-memory Kafka in
+tests/unit/test_consumer.py; these prove what needs the real process and broker.
+"""
 from __future__ import annotations
 
 import signal
@@ -68,24 +72,6 @@ def test_consume_events__receivers_get_same_data_and_metadata(bus_settings, kafk
         entry = done[str(metadata.id)]
         assert entry["metadata"] == {**metadata.to_json_data(), "sourcelib": list(metadata.sourcelib)}
         assert entry["data"] == event_data_to_record(event_data(number))
-
-
-def test_receiver_failing_twice__event_delivered_three_times_and_committed_once(bus_settings, kafka_topic, tmp_path):
-    """A receiver that fails twice then succeeds gets the event three times; the offset then moves on."""
-    (metadata,) = produce(kafka_topic, 1)
-    bootstrap = bus_settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS
-    group = group_name()
-    worker = Worker.consume_events(tmp_path, bootstrap, kafka_topic, group, mode="fail_first:2").start()
-    try:
-        worker.wait_for_entries(lambda e: any(x["phase"] == "done" for x in e))
-        wait_for(lambda: fully_committed(bootstrap, group, kafka_topic), timeout=15, what="offset committed")
-    finally:
-        assert worker.stop() == 0, worker.output()
-    starts = worker.entries("start")
-    assert [e["attempt"] for e in starts] == [1, 2, 3]
-    assert {e["id"] for e in starts} == {str(metadata.id)}
-    assert len(worker.entries("done")) == 1
-    assert "decision=retry" in worker.output()
 
 
 def test_receiver_always_failing__dead_lettered_with_provenance_and_worker_goes_on(bus_settings, kafka_topic, tmp_path):

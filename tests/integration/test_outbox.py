@@ -1,10 +1,13 @@
-"""The transactional outbox: exactly what commits is published, through outages, crashes and two relays."""
+"""The transactional outbox as real processes on PostgreSQL and a real broker: outages, kill -9, two relays.
+
+What a publisher does with each row (commit and rollback, failures, purging, the relay's exits) is
+tested on the in-memory Kafka in tests/unit/test_outbox.py.
+"""
 from __future__ import annotations
 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -12,13 +15,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from django.db import transaction
-from openedx_events.data import EventsMetadata
 
-from edx_event_bus_kafka import create_producer
-from edx_event_bus_kafka.models import OutboxEvent
 from edx_event_bus_kafka.testing import wait_for
-from tests.events import ENROLLMENT_KEY_FIELD, ENROLLMENT_SIGNAL, enrollment_event_data
 from tests.support.kafka import read_messages
 from tests.support.postgres import TemporaryPostgres
 
@@ -26,77 +24,11 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def send(producer, topic: str, number: int, keys: int = 1) -> EventsMetadata:
-    metadata = EventsMetadata(event_type=ENROLLMENT_SIGNAL.event_type)
-    data = enrollment_event_data(number, course=f"course-v1:edX+K{number % keys}+2026")
-    producer.send(signal=ENROLLMENT_SIGNAL, topic=topic, event_key_field=ENROLLMENT_KEY_FIELD, event_data=data,
-                  event_metadata=metadata)
-    return metadata
-
-
 def user_ids(messages) -> list[int]:
     """The event numbers (user ids) in the order the messages came, decoded with our decoder."""
     from edx_event_bus_kafka.internal.wire.decode import decode_message
 
     return [decode_message(m)[1]["enrollment"].user.id for m in messages]
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def outbox_settings(bus_settings):
-    bus_settings.EVENT_BUS_KAFKA_DELIVERY_MODE = "outbox"
-    return bus_settings
-
-
-@pytest.mark.django_db(transaction=True)
-def test_outbox__rolled_back_transaction_writes_and_publishes_nothing(outbox_settings, kafka_topic):
-    """Events sent in a transaction that rolls back leave no row and never reach Kafka."""
-    producer = create_producer()
-    with pytest.raises(RuntimeError), transaction.atomic():
-        send(producer, kafka_topic, 1)
-        assert OutboxEvent.objects.count() == 1
-        raise RuntimeError("roll back")
-    kept = send(producer, kafka_topic, 2)  # autocommit: written and published at once
-    wait_for(lambda: OutboxEvent.objects.filter(status=OutboxEvent.PUBLISHED).count() == 1, timeout=20,
-             what="the committed row to be published")
-    assert OutboxEvent.objects.count() == 1
-    messages = read_messages(outbox_settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS, kafka_topic, 2, timeout=5)
-    assert [dict(m.headers())["ce_id"] for m in messages] == [str(kept.id).encode()]
-
-
-@pytest.mark.django_db(transaction=True)
-def test_outbox__committed_transaction_publishes_every_event_in_order(outbox_settings, kafka_topic):
-    """All events of a committed transaction are published right after commit, in order, and marked."""
-    producer = create_producer()
-    with transaction.atomic():
-        sent = [send(producer, kafka_topic, number) for number in range(20)]
-        assert producer.stats.snapshot()["sent"] == 0
-    wait_for(lambda: OutboxEvent.objects.filter(status=OutboxEvent.PUBLISHED).count() == 20, timeout=20,
-             what="all rows to be published")
-    messages = read_messages(outbox_settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS, kafka_topic, 20)
-    assert [dict(m.headers())["ce_id"] for m in messages] == [str(m.id).encode() for m in sent]
-    assert user_ids(messages) == list(range(20))
-
-
-@pytest.mark.django_db(transaction=True)
-def test_outbox__writing_needs_neither_broker_nor_registry(settings):
-    """With broker and registry unreachable, send still writes the row in the transaction and raises nothing."""
-    settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS = f"127.0.0.1:{closed_port()}"
-    settings.EVENT_BUS_KAFKA_SCHEMA_REGISTRY_URL = f"http://127.0.0.1:{closed_port()}"
-    settings.EVENT_BUS_KAFKA_DELIVERY_MODE = "outbox"
-    settings.EVENT_BUS_KAFKA_OUTBOX_PUBLISH_ON_COMMIT = False
-    producer = create_producer()
-    with transaction.atomic():
-        metadata = send(producer, "offline-topic", 7)
-    row = OutboxEvent.objects.get()
-    assert row.event_id == str(metadata.id) and row.status == OutboxEvent.PENDING
-    assert json.loads(row.event_data)["enrollment"]["user"]["id"] == 7
-    assert producer.stats.snapshot()["outboxed"] == 1 and producer.stats.snapshot()["failed"] == 0
 
 
 # -- real processes on PostgreSQL --------------------------------------------------------------
@@ -228,55 +160,6 @@ def test_two_relays_on_postgresql_publish_every_row_exactly_once(outbox_db, kafk
     ids = [dict(m.headers())["ce_id"] for m in messages]
     assert len(ids) == 300 and len(set(ids)) == 300
     assert_per_key_order(user_ids(messages), 5)
-
-
-@pytest.mark.django_db(transaction=True)
-def test_unserializable_row__moved_aside_with_its_error_and_the_rest_published(outbox_settings, kafka_topic):
-    """A row that can never be serialized is marked failed with its error; rows after it still go out."""
-    from edx_event_bus_kafka.internal.outbox.publisher import OutboxPublisher, backlog
-
-    outbox_settings.EVENT_BUS_KAFKA_OUTBOX_PUBLISH_ON_COMMIT = False
-    producer = create_producer()
-    send(producer, kafka_topic, 1)
-    broken = OutboxEvent.objects.create(topic=kafka_topic, event_type="org.openedx.nothing.v1", event_key_field="x",
-                                        event_id="broken", event_data="{}", event_metadata="{}")
-    send(producer, kafka_topic, 2)
-    publisher = OutboxPublisher()
-    try:
-        result = publisher.publish_batch()
-    finally:
-        publisher.close()
-    assert (result.published, result.failed_permanently, result.left_pending) == (2, 1, 0)
-    broken.refresh_from_db()
-    assert broken.status == OutboxEvent.FAILED and "org.openedx.nothing.v1" in broken.last_error
-    assert backlog() == {"pending": 0, "failed": 1, "oldest_pending_age_sec": None}
-    assert user_ids(read_messages(outbox_settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS, kafka_topic, 2)) == [1, 2]
-
-
-@pytest.mark.django_db(transaction=True)
-def test_purge__deletes_published_rows_older_than_retention_only(outbox_settings, kafka_topic):
-    """purge() removes published rows past EVENT_BUS_KAFKA_OUTBOX_RETENTION_SEC and keeps pending and recent ones."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from edx_event_bus_kafka.internal.outbox.publisher import OutboxPublisher
-
-    outbox_settings.EVENT_BUS_KAFKA_OUTBOX_RETENTION_SEC = 3600
-    now = timezone.now()
-    rows = {}
-    for name, status, published_at in [("old", OutboxEvent.PUBLISHED, now - timedelta(hours=2)),
-                                       ("recent", OutboxEvent.PUBLISHED, now - timedelta(minutes=5)),
-                                       ("pending", OutboxEvent.PENDING, None)]:
-        rows[name] = OutboxEvent.objects.create(topic=kafka_topic, event_type="t", event_key_field="k", event_id=name,
-                                                event_data="{}", event_metadata="{}", status=status,
-                                                published_at=published_at)
-    publisher = OutboxPublisher()
-    try:
-        assert publisher.purge() == 1
-    finally:
-        publisher.close()
-    assert set(OutboxEvent.objects.values_list("event_id", flat=True)) == {"recent", "pending"}
 
 
 def test_relay_across_a_broker_restart_that_forgot_its_producer_state__publishes_what_is_written_after(

@@ -81,7 +81,7 @@ def test_outbox_publisher_replaces_a_client_that_raised_a_fatal_error_from_poll(
 
     settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS = "127.0.0.1:1"  # never contacted: the client is replaced first
     publisher = OutboxPublisher()
-    stuck = publisher.producer = FatalOnPoll()
+    stuck = publisher._producer._client = FatalOnPoll()  # poll raises, as such a client does
     assert publisher._poll(0) is False
     publisher._rebuild_if_stuck()
     assert stuck.purged and publisher.producer is not stuck

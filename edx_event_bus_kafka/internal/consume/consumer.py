@@ -37,6 +37,8 @@ from edx_event_bus_kafka.internal.dead_letters.writer import (
 )
 from edx_event_bus_kafka.internal.errors import ConfigurationError, DeadLetterError, InvalidSetting, ReceiverError
 from edx_event_bus_kafka.internal.inbox.deduplication import Deduplicator
+from edx_event_bus_kafka.internal.kafka.clients import new_consumer
+from edx_event_bus_kafka.internal.kafka.protocols import ConsumerClient
 from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch
 from edx_event_bus_kafka.internal.kafka.seeking import parse_offset_time
 from edx_event_bus_kafka.internal.runtime import monitoring
@@ -84,7 +86,7 @@ class KafkaEventConsumer(EventBusConsumer):
     def __init__(self, topic: str, group_id: str, offset_time: Any = None, **options: Any):
         self.topic = topic
         self.group_id = group_id
-        self.consumer: Any = None
+        self.consumer: ConsumerClient | None = None  # made by run()
         self.problem: ConfigurationError | None = None
         self._stop = threading.Event()
         self._fatal_error: Any = None
@@ -151,11 +153,11 @@ class KafkaEventConsumer(EventBusConsumer):
         if not self.settings.consumers_enabled:
             logger.error("Kafka consumers not enabled, exiting.")
             return EXIT_OK
-        self.consumer = self._new_consumer()
+        self.consumer = consumer = self._new_consumer()
         if self.offset_time is not None or self.from_beginning:  # --offset-time wins over --from-beginning
             self._replay = Replay(self.full_topic, self.offset_time)
             self.commit_metadata = self._replay.marker  # every commit says the replay was done (see replay)
-        self.consumer.subscribe(
+        consumer.subscribe(
             [self.full_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
         logger.info("Running consumer for full_topic=%r consumer_group=%r", self.full_topic, self.group_id)
@@ -177,7 +179,7 @@ class KafkaEventConsumer(EventBusConsumer):
         timeout passed, adding up to a second of latency at low traffic. The wait also ends early
         when ``wake()`` says the caller has something to do (a commit that is due).
         """
-        messages = self.consumer.consume(num_messages=batch_size, timeout=0)
+        messages = self.client.consume(num_messages=batch_size, timeout=0)
         if messages:
             return list(messages)
         # Wait in short slices so that a stop request is noticed quickly even with a long timeout.
@@ -187,17 +189,20 @@ class KafkaEventConsumer(EventBusConsumer):
             remaining = deadline - time.monotonic()
             if remaining <= 0 or (wake is not None and wake()):
                 return []
-            first = self.consumer.poll(min(remaining, STOP_CHECK_SEC))
+            first = self.client.poll(min(remaining, STOP_CHECK_SEC))
         if first is None:
             return []
-        return [first, *self.consumer.consume(num_messages=batch_size - 1, timeout=0)] if batch_size > 1 else [first]
+        return [first, *self.client.consume(num_messages=batch_size - 1, timeout=0)] if batch_size > 1 else [first]
 
-    def _new_consumer(self) -> Any:
-        from confluent_kafka import Consumer
+    @property
+    def client(self) -> ConsumerClient:
+        """The Kafka consumer client of the running loop (made by ``run``)."""
+        if self.consumer is None:
+            raise RuntimeError("the consumer's client exists only while run() runs")
+        return self.consumer
 
-        config = consumer_client_config(self.group_id, self.settings)
-        config["error_cb"] = self._on_client_error
-        return Consumer(config)
+    def _new_consumer(self) -> ConsumerClient:
+        return new_consumer(consumer_client_config(self.group_id, self.settings), error_cb=self._on_client_error)
 
     def _on_client_error(self, error: Any) -> None:
         if self._refusals.seen(error):
@@ -277,7 +282,8 @@ class KafkaEventConsumer(EventBusConsumer):
             "attempt=%d decision=%s (%s)",
             error, self.full_topic, self.group_id, context, attempts, decision.action.value, decision.reason,
         )
-        if isinstance(error, ReceiverError) and (attempts == 1 or decision.action is not Action.RETRY):
+        receiver_bug = isinstance(error, ReceiverError) and decision.reason != "database unavailable"
+        if receiver_bug and (attempts == 1 or decision.action is not Action.RETRY):
             # The receiver's own traceback, on the first attempt and the last: without an APM agent it is the
             # only record of where the receiver failed. Retries in between would only repeat it.
             for cause in error.causes:
@@ -341,7 +347,7 @@ class KafkaEventConsumer(EventBusConsumer):
     # each time) and incremental (cooperative-sticky, or the KIP-848 consumer protocol: only what
     # changes). They never call assign() themselves, which the two styles spell differently.
 
-    def _on_assign(self, consumer: Any, partitions: list) -> None:
+    def _on_assign(self, consumer: ConsumerClient, partitions: list) -> None:
         self._assigned.update(p.partition for p in partitions)
         logger.info("Assigned partitions %s; consuming partitions %s",
                     sorted(p.partition for p in partitions), sorted(self._assigned))
@@ -350,14 +356,14 @@ class KafkaEventConsumer(EventBusConsumer):
         if self._replay is not None and self._replay.pending:
             self._replay.on_first_assignment(consumer)
 
-    def _on_revoke(self, consumer: Any, partitions: list) -> None:
+    def _on_revoke(self, consumer: ConsumerClient, partitions: list) -> None:
         if self._parallel is not None:
             self._parallel.revoked(partitions)
         self._assigned.difference_update(p.partition for p in partitions)
         logger.info("Revoked partitions %s; consuming partitions %s",
                     sorted(p.partition for p in partitions), sorted(self._assigned))
 
-    def _on_lost(self, _consumer: Any, partitions: list) -> None:
+    def _on_lost(self, _consumer: ConsumerClient, partitions: list) -> None:
         lost = [p.partition for p in partitions]
         logger.warning("Lost partitions %s; uncommitted messages will be re-delivered", lost)
         if self._parallel is not None:
@@ -371,7 +377,7 @@ class KafkaEventConsumer(EventBusConsumer):
         except Exception:
             logger.exception("Could not commit final offsets; the last messages will be re-delivered")
         try:
-            self.consumer.close()  # leaves the group, so partitions move at once
+            self.client.close()  # leaves the group, so partitions move at once
         finally:
             self.heartbeat.clear()
             if self._dead_letters is not None:

@@ -149,7 +149,7 @@ class ParallelLoop:
             self._pause_all()
             logger.debug("Paused fetching: %d messages in flight", waiting)
         elif self._paused and waiting <= self.max_in_flight // 2:
-            consumer = self.owner.consumer
+            consumer = self.owner.client
             assignment = consumer.assignment()
             if assignment:
                 consumer.resume(assignment)
@@ -190,7 +190,10 @@ class ParallelLoop:
             found = {tp: offset for tp, offset in found.items() if tp in partitions}
         if found:
             offsets = positions(found, self.owner.commit_metadata)
-            self.owner.consumer.commit(offsets=offsets, asynchronous=not wait)
+            if wait:
+                self.owner.client.commit(offsets=offsets, asynchronous=False)
+            else:
+                self.owner.client.commit(offsets=offsets, asynchronous=True)
 
     # -- rebalances and the end (called by the consumer, in the poll thread) ---------------------
 
@@ -230,6 +233,10 @@ class ParallelLoop:
 
         try:
             while True:
+                # Once stopping, start no queued message (shutdown finishes only the running ones): the
+                # poll thread closes the lanes only when it next wakes, up to STOP_CHECK_SEC later.
+                if self.owner._stop.is_set():
+                    return
                 work = self.lanes.take(TAKE_TIMEOUT_SEC)
                 if work is None:
                     if self.owner._stop.is_set() or self.too_many_errors:

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
 
+from edx_event_bus_kafka.internal.kafka.protocols import ConsumerClient
 from edx_event_bus_kafka.internal.kafka.seeking import offsets_at
 from edx_event_bus_kafka.internal.runtime.audit import CONSUMER_LOGGER
 
@@ -55,7 +55,7 @@ class Replay:
         self.marker = replay_marker(when)
         self.pending = True
 
-    def on_first_assignment(self, consumer: Any) -> None:
+    def on_first_assignment(self, consumer: ConsumerClient) -> None:
         """Move the whole group to the replay point, unless an earlier run already did it for this request.
 
         Called from the rebalance callback, before the assignment takes effect, so fetching starts
@@ -76,7 +76,7 @@ class Replay:
         consumer.commit(offsets=targets, asynchronous=False)
         logger.info("Replaying from %s: offsets %s", start, {t.partition: t.offset for t in targets})
 
-    def _marked_partitions(self, consumer: Any) -> list[int]:
+    def _marked_partitions(self, consumer: ConsumerClient) -> list[int]:
         """Partitions of the topic whose committed offset carries this replay's marker."""
         from confluent_kafka import TopicPartition
 

@@ -5,14 +5,13 @@ processes it again, while other groups, which already handled the original, skip
 """
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 from edx_event_bus_kafka.internal.dead_letters import writer as dead_letter
 from edx_event_bus_kafka.internal.dead_letters.letters import DeadLetter
 from edx_event_bus_kafka.internal.errors import RedriveError, RepublishError
+from edx_event_bus_kafka.internal.kafka.clients import Outgoing, new_producer, produce_and_wait
 from edx_event_bus_kafka.internal.settings.clients import producer_client_config
 from edx_event_bus_kafka.internal.settings.declarations import EventBusSettings, get_settings
 
@@ -39,41 +38,21 @@ def redrive(dead_letters: Sequence[DeadLetter], group_id: str, *, dry_run: bool 
         raise RedriveError(f"dead letter(s) at {named} do not name their original topic; nothing re-published")
     if dry_run or not dead_letters:
         return len(dead_letters)
-    from confluent_kafka import KafkaException, Producer
-
     config = producer_client_config(settings or get_settings())
     # Whatever the pass-through options say: no copy lost, none doubled by the producer's own retries.
     config.update({"enable.idempotence": True, "acks": "all"})
-    producer = Producer(config)
-    outcomes: dict[int, str | None] = {}  # index -> None when acknowledged, else why not
-
-    def on_delivery(index: int, error: Any, _message: Any) -> None:
-        outcomes[index] = None if error is None else str(error)
-        if error is None:
-            letter = dead_letters[index]
+    copies = [
+        Outgoing(str(letter.original_topic), letter.key, letter.value,
+                 [*letter.headers, (dead_letter.REDRIVE_GROUP, group_id.encode("utf-8"))])
+        for letter in dead_letters
+    ]
+    outcomes = produce_and_wait(new_producer(config), copies, timeout)
+    failures = [(letter, outcome.reason) for letter, outcome in zip(dead_letters, outcomes, strict=True)
+                if not outcome.delivered]
+    for letter, outcome in zip(dead_letters, outcomes, strict=True):
+        if outcome.delivered:
             logger.info("Re-published dead letter %d:%d event_id=%s to %s for group %s", letter.partition,
                         letter.offset, letter.event_id, letter.original_topic, group_id)
-
-    for index, letter in enumerate(dead_letters):
-        headers: list[tuple[str, str | bytes | None]] = [
-            *letter.headers, (dead_letter.REDRIVE_GROUP, group_id.encode("utf-8")),
-        ]
-        while True:
-            try:
-                producer.produce(str(letter.original_topic), key=letter.key, value=letter.value, headers=headers,
-                                 on_delivery=functools.partial(on_delivery, index))
-                break
-            except BufferError:  # local queue full: serve delivery reports, then try again
-                producer.poll(0.1)
-            except KafkaException as error:
-                outcomes[index] = str(error)
-                break
-    producer.flush(timeout)
-    producer.purge(in_queue=True, in_flight=False)  # what was never sent will not be sent later
-    producer.poll(0)
-    unacknowledged = f"not acknowledged within {timeout} s (it may still arrive)"
-    failures = [(letter, reason) for index, letter in enumerate(dead_letters)
-                if (reason := outcomes.get(index, unacknowledged)) is not None]
     delivered = len(dead_letters) - len(failures)
     if failures:
         described = "; ".join(f"event {letter.event_id} (dead letter {letter.partition}:{letter.offset}): {reason}"

@@ -9,11 +9,12 @@ topic), so each group has its own.
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 from edx_event_bus_kafka.internal.errors import DeadLetterError
+from edx_event_bus_kafka.internal.kafka.clients import Outgoing, ProducerHandle, produce_and_wait
+from edx_event_bus_kafka.internal.kafka.protocols import HeaderList, Message, header_list
 from edx_event_bus_kafka.internal.settings.clients import producer_client_config
 from edx_event_bus_kafka.internal.settings.declarations import EventBusSettings
 
@@ -58,7 +59,7 @@ def failure_traceback(error: BaseException) -> str:
     return "".join(traceback.format_exception(type(error), error, error.__traceback__))
 
 
-def provenance_headers(message: Any, group_id: str, error: BaseException, attempts: int) -> list[tuple[str, bytes]]:
+def provenance_headers(message: Message, group_id: str, error: BaseException, attempts: int) -> list[tuple[str, bytes]]:
     """Why and from where a message was dead-lettered, as message headers.
 
     For a receiver failure the error is the receiver's own exception (class, message, traceback),
@@ -67,7 +68,7 @@ def provenance_headers(message: Any, group_id: str, error: BaseException, attemp
     real, text = real_error(error)
     _, timestamp_ms = message.timestamp()
     values = {
-        ORIGINAL_TOPIC: message.topic(),
+        ORIGINAL_TOPIC: message.topic() or "",
         ORIGINAL_PARTITION: str(message.partition()),
         ORIGINAL_OFFSET: str(message.offset()),
         ORIGINAL_TIMESTAMP: str(timestamp_ms),
@@ -96,54 +97,29 @@ def provenance(headers: Any) -> dict[str, str]:
 
 
 class DeadLetterWriter:
-    """Writes dead letters and waits for the broker's acknowledgement."""
+    """Writes dead letters and waits for the broker's acknowledgement (rebuilt after a fatal client error)."""
 
     def __init__(self, settings: EventBusSettings, *, timeout: float = 30.0):
-        from confluent_kafka import Producer
-
         self.timeout = timeout
-        self._config = producer_client_config(settings)
-        self._config.update({"enable.idempotence": True, "acks": "all", "linger.ms": 0,
-                             "error_cb": self._on_client_error})
-        self._fatal: Any = None
-        self._producer = Producer(self._config)
+        config = producer_client_config(settings)
+        config.update({"enable.idempotence": True, "acks": "all", "linger.ms": 0})
+        # Other client errors are left to librdkafka's retries: the write's timeout reports a lasting outage.
+        self._producer = ProducerHandle(config, name="dead-letter producer")
 
-    def _on_client_error(self, error: Any) -> None:
-        if error.fatal():
-            self._fatal = error  # rebuilt before the next write: a dead client would fail forever
-
-    def write(self, topic: str, message: Any, extra_headers: list[tuple[str, bytes]]) -> None:
+    def write(self, topic: str, message: Message, extra_headers: list[tuple[str, bytes]]) -> None:
         """Produce the dead letter and block until it is acknowledged.
 
         Raises:
             DeadLetterError: the broker did not acknowledge it within the timeout, or refused it.
 
         """
-        if self._fatal is not None:
-            from confluent_kafka import Producer
-
-            self._fatal = None
-            self._producer = Producer(self._config)
-        outcome: dict[str, Any] = {}
-
-        def on_delivery(error: Any, _message: Any) -> None:
-            outcome["error"] = error
-            outcome["done"] = True
-
-        headers = list(message.headers() or []) + extra_headers
-        try:
-            self._producer.produce(topic, key=message.key(), value=message.value(), headers=headers,
-                                   on_delivery=on_delivery)
-        except Exception as error:
-            raise DeadLetterError(f"could not queue dead letter for {topic}: {error}") from error
-        deadline = time.monotonic() + self.timeout
-        while "done" not in outcome and time.monotonic() < deadline:
-            self._producer.poll(0.1)
-        if "done" not in outcome:
-            raise DeadLetterError(f"dead letter to {topic} not acknowledged within {self.timeout} s")
-        if outcome["error"] is not None:
-            raise DeadLetterError(f"dead letter to {topic} failed: {outcome['error']}")
+        headers: HeaderList = [*header_list(message.headers()), *extra_headers]
+        letter = Outgoing(topic, message.key(), message.value(), headers)
+        (outcome,) = produce_and_wait(self._producer.client, [letter], self.timeout,
+                                      on_fatal=self._producer.fatal_raised)
+        if not outcome.delivered:
+            raise DeadLetterError(f"dead letter to {topic} failed: {outcome.reason}")
 
     def close(self) -> None:
         """Deliver anything pending (normally nothing: writes are synchronous)."""
-        self._producer.flush(5)
+        self._producer.client.flush(5)

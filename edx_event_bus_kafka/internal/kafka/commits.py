@@ -6,10 +6,13 @@ started with a replay flag marks its commits so that a restart does not replay a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from confluent_kafka import TopicPartition
 
 
-def positions(offsets: Mapping[tuple[str, int], int], metadata: str | None = None) -> list[Any]:
+def positions(offsets: Mapping[tuple[str, int], int], metadata: str | None = None) -> list[TopicPartition]:
     """``TopicPartition`` objects to commit ``offsets`` (by topic and partition), each with ``metadata``."""
     from confluent_kafka import TopicPartition
 

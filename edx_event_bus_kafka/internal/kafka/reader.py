@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
 
 from edx_event_bus_kafka.internal.errors import TopicReadError
+from edx_event_bus_kafka.internal.kafka.clients import new_consumer
+from edx_event_bus_kafka.internal.kafka.protocols import ConsumerClient, Message
 from edx_event_bus_kafka.internal.settings.clients import consumer_client_config
 from edx_event_bus_kafka.internal.settings.declarations import EventBusSettings, get_settings
 
@@ -21,20 +22,18 @@ METADATA_TIMEOUT_SEC = 10.0
 
 
 def read_topic(full_topic: str, settings: EventBusSettings | None = None, *,
-               timeout: float = READ_TIMEOUT_SEC) -> list[Any]:
+               timeout: float = READ_TIMEOUT_SEC) -> list[Message]:
     """Every message now in ``full_topic`` by partition and offset; [] when the topic does not exist.
 
     Raises:
         TopicReadError: the brokers cannot be reached, or the topic was not read to its end in ``timeout`` s.
 
     """
-    from confluent_kafka import Consumer
-
     deadline = time.monotonic() + timeout
     # librdkafka requires a group id even though assign() never joins the group nor commits.
     config = consumer_client_config(f"edx-event-bus-kafka-reader-{uuid.uuid4().hex}", settings or get_settings())
     config.update({"fetch.wait.max.ms": 10, "enable.partition.eof": False})
-    consumer = Consumer(config)
+    consumer = new_consumer(config)
     try:
         ends = _partition_ends(consumer, full_topic)
         if ends is None:
@@ -45,7 +44,7 @@ def read_topic(full_topic: str, settings: EventBusSettings | None = None, *,
     return sorted(messages, key=lambda message: (message.partition(), message.offset()))
 
 
-def _partition_ends(consumer: Any, full_topic: str) -> dict[int, int] | None:
+def _partition_ends(consumer: ConsumerClient, full_topic: str) -> dict[int, int] | None:
     """High watermark of every partition of ``full_topic`` (0 when empty); None if there is no such topic."""
     from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
@@ -64,13 +63,13 @@ def _partition_ends(consumer: Any, full_topic: str) -> dict[int, int] | None:
         raise TopicReadError(f"cannot reach the brokers to read topic {full_topic}: {error}") from error
 
 
-def _read_to_end(consumer: Any, full_topic: str, ends: dict[int, int], deadline: float) -> list[Any]:
+def _read_to_end(consumer: ConsumerClient, full_topic: str, ends: dict[int, int], deadline: float) -> list[Message]:
     """Read every partition from the beginning until each reached its end and nothing came for a while."""
     from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
     assignment = [TopicPartition(full_topic, number, OFFSET_BEGINNING) for number in ends]
     consumer.assign(assignment)
-    messages: list[Any] = []
+    messages: list[Message] = []
     last_message = time.monotonic()
     while True:
         positions = {tp.partition: tp.offset for tp in consumer.position(assignment)}

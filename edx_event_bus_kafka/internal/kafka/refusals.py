@@ -11,9 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edx_event_bus_kafka.internal.errors import BrokerRefusedError
+from edx_event_bus_kafka.internal.kafka.protocols import AdminClientLike, ConsumerClient
+
+if TYPE_CHECKING:
+    from confluent_kafka.admin import ClusterMetadata
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +104,8 @@ class RefusalWatch:
 WAIT_SLICE_SEC = 0.5
 
 
-def list_topics_watched(client: Any, watch: RefusalWatch, timeout: float, topic: str | None = None) -> Any:
+def list_topics_watched(client: ConsumerClient | AdminClientLike, watch: RefusalWatch, timeout: float,
+                        topic: str | None = None) -> ClusterMetadata:
     """``client.list_topics(topic)`` within ``timeout`` s, ending early if the broker refuses us.
 
     librdkafka hands error callbacks to the application only when it polls, and ``list_topics``

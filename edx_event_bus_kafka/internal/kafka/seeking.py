@@ -6,9 +6,13 @@ moved to what :func:`offsets_at` finds before consuming, once per requested time
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edx_event_bus_kafka.internal.errors import ConfigurationError, OffsetLookupError
+from edx_event_bus_kafka.internal.kafka.protocols import ConsumerClient
+
+if TYPE_CHECKING:
+    from confluent_kafka import TopicPartition
 
 
 def parse_offset_time(value: Any) -> datetime | None:
@@ -34,7 +38,8 @@ def parse_offset_time(value: Any) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
-def offsets_at(consumer: Any, topic: str, when: datetime | None, timeout: float = 10.0) -> list[Any]:
+def offsets_at(consumer: ConsumerClient, topic: str, when: datetime | None,
+               timeout: float = 10.0) -> list[TopicPartition]:
     """For every partition of ``topic``: the first offset at or after ``when`` (None = the beginning).
 
     Partitions with no message at or after ``when`` get their end offset, so nothing is replayed there.

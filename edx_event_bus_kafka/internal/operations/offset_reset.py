@@ -18,6 +18,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from edx_event_bus_kafka.internal.errors import GroupActiveError, OffsetResetError, UnknownTopicError
+from edx_event_bus_kafka.internal.kafka.clients import new_admin
+from edx_event_bus_kafka.internal.kafka.protocols import AdminClientLike
 from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch, list_topics_watched
 from edx_event_bus_kafka.internal.settings.clients import admin_client_config, consumer_client_config, get_full_topic
 from edx_event_bus_kafka.internal.settings.declarations import EventBusSettings, get_settings
@@ -147,7 +149,7 @@ class ResetPlan:
 
 
 def plan_reset(topic: str, group: str, target: ResetTarget, *, partitions: list[int] | None = None,
-               settings: EventBusSettings | None = None, timeout: float = TIMEOUT_SEC, admin: Any = None) -> ResetPlan:
+               settings: EventBusSettings | None = None, timeout: float = TIMEOUT_SEC) -> ResetPlan:
     """Where ``group`` is on ``topic`` (without prefix) and where ``target`` would move it; reads only.
 
     ``partitions`` limits the plan to those partition numbers (default: all). Offsets outside what the
@@ -164,7 +166,7 @@ def plan_reset(topic: str, group: str, target: ResetTarget, *, partitions: list[
 
     settings = settings or get_settings()
     full_topic = get_full_topic(topic, settings)
-    admin, watch = _admin(admin, settings)
+    admin, watch = _admin(settings)
     numbers = _partition_numbers(admin, watch, full_topic, timeout, settings.bootstrap_servers)
     chosen = sorted(set(partitions)) if partitions else numbers
     missing = [number for number in chosen if number not in numbers]
@@ -198,8 +200,8 @@ def plan_reset(topic: str, group: str, target: ResetTarget, *, partitions: list[
     return ResetPlan(full_topic, group, target, state, members, rows)
 
 
-def execute_reset(plan: ResetPlan, *, settings: EventBusSettings | None = None, timeout: float = TIMEOUT_SEC,
-                  admin: Any = None) -> ResetPlan:
+def execute_reset(plan: ResetPlan, *, settings: EventBusSettings | None = None,
+                  timeout: float = TIMEOUT_SEC) -> ResetPlan:
     """Commit ``plan``'s new offsets for its group; refuses while the group is active.
 
     Raises:
@@ -213,7 +215,7 @@ def execute_reset(plan: ResetPlan, *, settings: EventBusSettings | None = None, 
 
     if plan.active:
         raise GroupActiveError(f"Refusing to move the offsets: {plan.refusal()}", plan.members)
-    admin, watch = _admin(admin, settings or get_settings())
+    admin, watch = _admin(settings or get_settings())
     offsets = [TopicPartition(plan.topic, p.partition, p.new, p.metadata or "") for p in plan.partitions]
     request = [ConsumerGroupTopicPartitions(plan.group, offsets)]
     done = _result(admin.alter_consumer_group_offsets(request, request_timeout=timeout)[plan.group], timeout, watch,
@@ -264,21 +266,15 @@ def _joined(first: str | None, second: str) -> str:
     return f"{first}; {second}" if first else second
 
 
-def _admin(admin: Any, settings: EventBusSettings) -> tuple[Any, RefusalWatch]:
-    """The admin client (``admin``, or one built from the settings) and the watch on its refusals."""
-    watch = RefusalWatch("admin client")
-    if admin is not None:
-        return admin, watch
+def _admin(settings: EventBusSettings) -> tuple[AdminClientLike, RefusalWatch]:
+    """An admin client built from the settings, and the watch on its refusals."""
     if not settings.bootstrap_servers:
         raise OffsetResetError("EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS is not set: there is no broker to ask")
-    from confluent_kafka.admin import AdminClient
-
-    config = admin_client_config(settings)
-    config["error_cb"] = watch.seen
-    return AdminClient(config), watch
+    watch = RefusalWatch("admin client")
+    return new_admin(admin_client_config(settings), error_cb=watch.seen), watch
 
 
-def _partition_numbers(admin: Any, watch: RefusalWatch, full_topic: str, timeout: float,
+def _partition_numbers(admin: AdminClientLike, watch: RefusalWatch, full_topic: str, timeout: float,
                        bootstrap: str | None) -> list[int]:
     from confluent_kafka import KafkaException
 
@@ -295,7 +291,8 @@ def _partition_numbers(admin: Any, watch: RefusalWatch, full_topic: str, timeout
     return sorted(found.partitions)
 
 
-def _offsets(admin: Any, specs: dict[Any, Any], timeout: float, watch: RefusalWatch, what: str) -> dict[int, int]:
+def _offsets(admin: AdminClientLike, specs: dict[Any, Any], timeout: float, watch: RefusalWatch,
+             what: str) -> dict[int, int]:
     """``list_offsets`` of ``specs``, by partition number (read-committed, as our consumers read)."""
     from confluent_kafka import IsolationLevel
 
@@ -303,7 +300,8 @@ def _offsets(admin: Any, specs: dict[Any, Any], timeout: float, watch: RefusalWa
     return {tp.partition: _result(future, timeout, watch, what).offset for tp, future in futures.items()}
 
 
-def _describe_group(admin: Any, group: str, timeout: float, watch: RefusalWatch) -> tuple[str, list[Member]]:
+def _describe_group(admin: AdminClientLike, group: str, timeout: float,
+                    watch: RefusalWatch) -> tuple[str, list[Member]]:
     description = _result(admin.describe_consumer_groups([group], request_timeout=timeout)[group], timeout, watch,
                           f"the members of group {group!r}")
     members = []

@@ -15,6 +15,8 @@ from typing import Any
 
 from edx_event_bus_kafka.internal.dead_letters.writer import dead_letter_topic
 from edx_event_bus_kafka.internal.errors import UnknownTopicError
+from edx_event_bus_kafka.internal.kafka.clients import new_consumer
+from edx_event_bus_kafka.internal.kafka.protocols import ConsumerClient
 from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch, list_topics_watched
 from edx_event_bus_kafka.internal.settings.clients import consumer_client_config, get_full_topic
 from edx_event_bus_kafka.internal.settings.declarations import EventBusSettings, get_settings
@@ -57,16 +59,13 @@ class TopicStatus:
         return {**asdict(self), "total_lag": self.total_lag}
 
 
-def _client(group: str, settings: EventBusSettings, watch: RefusalWatch) -> Any:
-    from confluent_kafka import Consumer
-
+def _client(group: str, settings: EventBusSettings, watch: RefusalWatch) -> ConsumerClient:
     config = consumer_client_config(group, settings)
     config["log_level"] = 3
-    config["error_cb"] = watch.seen
-    return Consumer(config)
+    return new_consumer(config, error_cb=watch.seen)
 
 
-def _message_time(consumer: Any, topic: str, partition: int, offset: int) -> str | None:
+def _message_time(consumer: ConsumerClient, topic: str, partition: int, offset: int) -> str | None:
     from confluent_kafka import TopicPartition
 
     consumer.assign([TopicPartition(topic, partition, offset)])
@@ -79,7 +78,7 @@ def _message_time(consumer: Any, topic: str, partition: int, offset: int) -> str
     return None
 
 
-def _partitions(consumer: Any, topic: str, watch: RefusalWatch) -> list[int] | None:
+def _partitions(consumer: ConsumerClient, topic: str, watch: RefusalWatch) -> list[int] | None:
     metadata = list_topics_watched(consumer, watch, TIMEOUT_SEC, topic)
     found = metadata.topics.get(topic)
     if found is None or found.error is not None:

@@ -18,6 +18,8 @@ from django.conf import settings as django_settings
 
 from edx_event_bus_kafka.internal.dead_letters import writer as dead_letter
 from edx_event_bus_kafka.internal.errors import BrokerRefusedError, ConfigurationError, TopicAdminError
+from edx_event_bus_kafka.internal.kafka.clients import new_admin
+from edx_event_bus_kafka.internal.kafka.protocols import AdminClientLike
 from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch, list_topics_watched
 from edx_event_bus_kafka.internal.settings.clients import admin_client_config, get_full_topic
 from edx_event_bus_kafka.internal.settings.declarations import EventBusSettings
@@ -117,15 +119,14 @@ def planned_topics(
 
 def ensure_topics(
     plans: Iterable[TopicPlan], *, dry_run: bool = False, timeout: float = 30,
-    settings: EventBusSettings | None = None, admin: Any = None,
+    settings: EventBusSettings | None = None,
 ) -> list[TopicResult]:
     """Create the planned topics that do not exist yet; report on every one, in plan order.
 
     Idempotent: existing topics are reported as ``exists`` and left alone. A topic that cannot be
     created (illegal name, authorization failure on managed Kafka, ...) is ``failed`` with the reason,
     and the others are still created. ``dry_run`` only lists topics; when that fails it still reports
-    the plan, with status ``unknown``. ``admin`` replaces the confluent-kafka ``AdminClient`` built
-    from the settings (for callers that already hold one, and tests).
+    the plan, with status ``unknown``.
 
     Raises:
         TopicAdminError: not a dry run, and the existing topics could not be listed; or the broker
@@ -139,7 +140,7 @@ def ensure_topics(
         if problem:
             results[plan.name] = TopicResult(plan, "failed", error=problem)
     valid = [plan for plan in plans if plan.name not in results]
-    admin, existing, unreachable = _list_existing(admin, settings, timeout) if valid else (admin, {}, None)
+    admin, existing, unreachable = _list_existing(settings, timeout) if valid else (None, {}, None)
     if unreachable and not dry_run:
         raise TopicAdminError(f"{unreachable}; no topic was created")
     missing: list[TopicPlan] = []
@@ -152,22 +153,19 @@ def ensure_topics(
             results[plan.name] = TopicResult(plan, "would-create")
         else:
             missing.append(plan)
-    if missing:
+    if missing and admin is not None:  # missing topics were found by listing, with this client
         results.update(_create(missing, admin, timeout))
     return [results[plan.name] for plan in plans]
 
 
-def _list_existing(admin: Any, settings: EventBusSettings | None, timeout: float) -> tuple[Any, dict, str | None]:
+def _list_existing(settings: EventBusSettings | None,
+                   timeout: float) -> tuple[AdminClientLike | None, dict[str, Any], str | None]:
     """The admin client, the existing topics' metadata by name, and why they could not be listed."""
     config = admin_client_config(settings)
     watch = RefusalWatch("admin client")
-    if admin is None:
-        if "bootstrap.servers" not in config:
-            return None, {}, "EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS is not set"
-        from confluent_kafka.admin import AdminClient
-
-        config["error_cb"] = watch.seen
-        admin = AdminClient(config)  # returned and kept: a collected client cancels its pending requests
+    if "bootstrap.servers" not in config:
+        return None, {}, "EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS is not set"
+    admin = new_admin(config, error_cb=watch.seen)  # returned and kept: a collected client cancels its requests
     try:
         return admin, list_topics_watched(admin, watch, timeout).topics, None
     except BrokerRefusedError as error:
@@ -195,7 +193,7 @@ def _existing(plan: TopicPlan, metadata: Any) -> TopicResult:
                        current_replication_factor=min(replicas, default=None), warning=warning)
 
 
-def _create(plans: list[TopicPlan], admin: Any, timeout: float) -> dict[str, TopicResult]:
+def _create(plans: list[TopicPlan], admin: AdminClientLike, timeout: float) -> dict[str, TopicResult]:
     """Create ``plans`` in one request, then settle each topic's outcome on its own."""
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import NewTopic

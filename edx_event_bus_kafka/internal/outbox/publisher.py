@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -27,7 +26,9 @@ from openedx_events.data import EventsMetadata
 from openedx_events.tooling import OpenEdxPublicSignal
 
 from edx_event_bus_kafka.internal.errors import PermanentRowError
-from edx_event_bus_kafka.internal.kafka.recovery import StuckClient, broker_answers
+from edx_event_bus_kafka.internal.kafka.clients import Outgoing, ProducerHandle, produce_and_wait
+from edx_event_bus_kafka.internal.kafka.protocols import ProducerClient
+from edx_event_bus_kafka.internal.kafka.recovery import StuckClient
 from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch
 from edx_event_bus_kafka.internal.produce.delivery import OutgoingEvent
 from edx_event_bus_kafka.internal.runtime.log_repeats import log_collapsed
@@ -72,12 +73,28 @@ def encode_row(row: Any, settings: EventBusSettings) -> tuple[str, bytes, bytes,
     return full_topic, key, value, headers_from_metadata(metadata)
 
 
+def _refused_for_good(error: Any) -> bool:
+    """Whether ``produce()`` refused the message itself (too large, say), so that the row can never go out.
+
+    Delivery-report errors, a full local queue and a client in a fatal state (rebuilt for the next
+    pass) leave the row pending instead.
+    """
+    from confluent_kafka import KafkaError
+
+    if not isinstance(error, Exception) or isinstance(error, BufferError):
+        return False
+    cause = error.args[0] if error.args else None
+    if not isinstance(cause, KafkaError):
+        return True
+    return not (cause.fatal() or cause.retriable() or cause.code() == KafkaError._FATAL)
+
+
 @dataclass
 class BatchResult:
     """What one publishing pass did."""
 
     published: int = 0
-    produced: int = 0  # handed to the Kafka client (the rest could not be encoded)
+    produced: int = 0  # handed to the Kafka client (the others could not be encoded)
     failed_permanently: int = 0
     left_pending: int = 0
     errors: list[str] = field(default_factory=list)
@@ -89,37 +106,29 @@ class OutboxPublisher:
     def __init__(self, settings: EventBusSettings | None = None):
         self.settings = settings or get_settings()
         self.refusals = RefusalWatch("outbox publisher")
+        #: Passes in a row that delivered nothing: a client the broker keeps rejecting is replaced.
         self.stuck = StuckClient()
-        self.producer = self._new_producer()
-
-    def _new_producer(self) -> Any:
-        from confluent_kafka import Producer
-
         config = producer_client_config(self.settings)
         # Never give up on a row because of a slow broker within one pass; the pass has its own timeout.
         config.setdefault("message.timeout.ms", int(self.settings.outbox_delivery_timeout_sec * 1000))
-        config["error_cb"] = self._on_client_error
-        return Producer(config)
+        self._producer = ProducerHandle(
+            config, name="outbox publisher", refusals=self.refusals,
+            on_error=lambda error: log_collapsed(
+                logger, logging.WARNING, f"Kafka outbox publisher error (librdkafka retries by itself): {error}"),
+        )
+
+    @property
+    def producer(self) -> ProducerClient:
+        """The producer client in use (a new one after it could no longer deliver)."""
+        return self._producer.client
 
     def _rebuild_if_stuck(self) -> None:
         """Replace a producer that can no longer deliver (see ``recovery``); the rows stay pending."""
-        if not self.stuck.suspect():
-            return
-        reason = self.stuck.reason(broker_answers(self.producer, timeout=5.0))
-        if reason is None:
-            return
-        logger.warning("Kafka outbox publisher: %s; replacing the Kafka client", reason)
-        old, self.producer = self.producer, self._new_producer()
-        self.stuck.reset()
-        old.purge()
-        old.flush(0)
+        self._producer.replace_if_stuck(self.stuck)
 
-    def _on_client_error(self, error: Any) -> None:
-        if error.fatal():
-            self.stuck.fatal(error)
-        elif not self.refusals.seen(error):
-            log_collapsed(logger, logging.WARNING,
-                          f"Kafka outbox publisher error (librdkafka retries by itself): {error}")
+    def _poll(self, timeout: float) -> bool:
+        """Serve callbacks; False once the client raised a fatal error (it is then replaced on next use)."""
+        return self._producer.poll(timeout)
 
     def publish_batch(self) -> BatchResult:
         """Take the oldest pending rows (locked), publish, wait for acks, mark; one transaction."""
@@ -143,14 +152,9 @@ class OutboxPublisher:
         return result
 
     def _send(self, rows: list, result: BatchResult) -> dict[int, Any]:
-        """Produce every encodable row; returns row id -> delivery error (None = delivered)."""
+        """Produce every encodable row and wait for the acks; returns row id -> error (None = delivered)."""
         outcomes: dict[int, Any] = {}
-
-        def reporter(row_id: int) -> Any:
-            def on_delivery(error: Any, _message: Any) -> None:
-                outcomes[row_id] = error
-            return on_delivery
-
+        sent: list[tuple[int, Outgoing]] = []
         for row in rows:
             try:
                 topic, key, value, headers = encode_row(row, self.settings)
@@ -161,33 +165,20 @@ class OutboxPublisher:
                 outcomes[row.id] = error
                 result.errors.append(f"row {row.id}: {error!r}")
                 break  # later rows (maybe with the same key) must not overtake this one
-            try:
-                self.producer.produce(topic, key=key, value=value, headers=headers, on_delivery=reporter(row.id))
-                result.produced += 1
-            except BufferError:
-                self._poll(1.0)
-                self.producer.produce(topic, key=key, value=value, headers=headers, on_delivery=reporter(row.id))
-                result.produced += 1
-            except Exception as error:  # noqa: BLE001 -- e.g. message too large: the row can never go out
-                outcomes[row.id] = PermanentRowError(f"{type(error).__name__}: {error}")
-        deadline = time.monotonic() + self.settings.outbox_delivery_timeout_sec
-        while len(self.producer) > 0 and time.monotonic() < deadline and self.refusals.reason is None:
-            if not self._poll(0.05):
-                break  # a fatal error: nothing more will be delivered by this client
+            sent.append((row.id, Outgoing(topic, key, value, headers)))
+        result.produced = len(sent)
+        delivered = produce_and_wait(self.producer, [message for _, message in sent],
+                                     self.settings.outbox_delivery_timeout_sec,
+                                     give_up=lambda: self.refusals.reason is not None,
+                                     on_fatal=self._producer.fatal_raised)
+        for (row_id, _), outcome in zip(sent, delivered, strict=True):
+            if outcome.delivered:
+                outcomes[row_id] = None
+            elif _refused_for_good(outcome.error):
+                outcomes[row_id] = PermanentRowError(f"{type(outcome.error).__name__}: {outcome.error}")
+            else:
+                outcomes[row_id] = outcome.reason
         return outcomes
-
-    def _poll(self, timeout: float) -> bool:
-        """Serve callbacks; False once the client reported a fatal error (it then raises from ``poll``)."""
-        from confluent_kafka import KafkaException
-
-        try:
-            self.producer.poll(timeout)
-        except KafkaException as error:
-            if not (error.args and getattr(error.args[0], "fatal", lambda: False)()):
-                raise
-            self.stuck.fatal(error.args[0])
-            return False
-        return True
 
     def _mark(self, rows: list, outcomes: dict[int, Any], result: BatchResult) -> None:
         from edx_event_bus_kafka.models import OutboxEvent

@@ -21,7 +21,8 @@ from openedx_events.data import EventsMetadata
 from openedx_events.event_bus import EventBusProducer
 from openedx_events.tooling import OpenEdxPublicSignal
 
-from edx_event_bus_kafka.internal.kafka.recovery import broker_answers
+from edx_event_bus_kafka.internal.kafka.clients import ProducerHandle
+from edx_event_bus_kafka.internal.kafka.protocols import ProducerClient
 from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch
 from edx_event_bus_kafka.internal.produce import shutdown
 from edx_event_bus_kafka.internal.produce.delivery import DeliveryRecorder, OutgoingEvent, PendingEvent, ProducerStats
@@ -45,18 +46,23 @@ class KafkaEventProducer(EventBusProducer):
 
     ``client`` may be given (a confluent-kafka ``Producer``, as the reference accepts); by default
     one is built from settings. After a fatal librdkafka error (for example an idempotence sequence
-    error after a broker loss) the client is rebuilt instead of failing every later event.
+    error after a broker loss), or once its deliveries keep failing while the broker answers (a
+    broker restarted without its producer state), a client built from settings is replaced instead of
+    failing every later event.
     """
 
-    def __init__(self, client: Any = None, *, settings: EventBusSettings | None = None):
+    def __init__(self, client: ProducerClient | None = None, *, settings: EventBusSettings | None = None):
         self.settings = settings or get_settings()
         self.recorder = DeliveryRecorder(audit_logging=self.settings.audit_logging_enabled)
         self._client_lock = threading.Lock()
-        self._fatal_error: Any = None
         self.refusals = RefusalWatch("event bus producer")
         self._closed = threading.Event()
         self._flusher: Any = None
-        self.client = client if client is not None else self._new_client()
+        self._clients = ProducerHandle(
+            producer_client_config(self.settings), name="producer", refusals=self.refusals, client=client,
+            on_error=lambda error: log_collapsed(logger, logging.WARNING,
+                                                 f"Kafka producer error (librdkafka retries by itself): {error}"),
+        )
         self._poller = threading.Thread(
             target=_poll_until_closed, args=(weakref.ref(self), self._closed, self.settings.poll_interval_sec),
             name="kafka-producer-poll", daemon=True,
@@ -68,44 +74,10 @@ class KafkaEventProducer(EventBusProducer):
         """Counts of sent, delivered and failed events."""
         return self.recorder.stats
 
-    def _new_client(self) -> Any:
-        from confluent_kafka import Producer
-
-        config = producer_client_config(self.settings)
-        config["error_cb"] = self._on_client_error
-        return Producer(config)
-
-    def _on_client_error(self, error: Any) -> None:
-        """Librdkafka client-level errors (not per message): log; remember fatal ones for a rebuild."""
-        if self.refusals.seen(error):
-            return  # logged once by the watch, not at every reconnect
-        if error.fatal():
-            logger.error("Fatal Kafka producer error, the client will be rebuilt: %s", error)
-            self._fatal_error = error
-        else:
-            log_collapsed(logger, logging.WARNING, f"Kafka producer error (librdkafka retries by itself): {error}")
-
-    def _rebuild_client_if_fatal(self, *, probe: bool = False) -> None:
-        """Replace a client after a fatal error, or one whose deliveries all fail while the broker answers.
-
-        Only the poll thread ``probe``s the broker (up to 5 s); ``send`` must never wait for it.
-        """
-        stuck = self.recorder.stuck
-        stuck_now = probe and stuck.suspect() and stuck.reason(broker_answers(self.client, 5.0)) is not None
-        if self._fatal_error is None and not stuck_now:
-            return
-        with self._client_lock:
-            if self._fatal_error is None and not stuck.suspect():
-                return
-            if self._fatal_error is None:
-                logger.warning("Kafka producer: %d deliveries in a row failed although the broker answers; "
-                               "replacing the Kafka client", stuck.streak)
-            old, self.client = self.client, self._new_client()
-            self._fatal_error = None
-            stuck.reset()
-        # Events still queued in the dead client fail their delivery reports and are logged.
-        old.purge()
-        old.flush(0)
+    @property
+    def client(self) -> ProducerClient:
+        """The librdkafka producer in use (a new one after it could no longer deliver, unless it was given)."""
+        return self._clients.client
 
     def send(
         self, *, signal: OpenEdxPublicSignal, topic: str, event_key_field: str, event_data: dict,
@@ -168,27 +140,27 @@ class KafkaEventProducer(EventBusProducer):
             key, value = encoder_for(event.signal, event.event_key_field, pending.full_topic).encode(event.event_data)
             headers = headers_from_metadata(event.event_metadata)
             stage = "produce"
-            self._rebuild_client_if_fatal()
             self._enqueue(key, value, headers, pending)
         except Exception as error:  # noqa: BLE001 -- recorded with full context; the caller must not see it
             self.recorder.failed(pending, stage, repr(error))
 
     def _enqueue(self, key: bytes, value: bytes, headers: list, pending: PendingEvent) -> None:
         topic = pending.full_topic
+        client = self.client
         try:
-            self.client.produce(topic, value=value, key=key, headers=headers, on_delivery=pending)
+            client.produce(topic, value=value, key=key, headers=headers, on_delivery=pending)
         except BufferError:
             # The local queue is full (broker slow or down): serve delivery reports, then try once more.
-            self.client.poll(QUEUE_FULL_WAIT_SEC)
+            self._clients.poll(QUEUE_FULL_WAIT_SEC)
             try:
-                self.client.produce(topic, value=value, key=key, headers=headers, on_delivery=pending)
+                client.produce(topic, value=value, key=key, headers=headers, on_delivery=pending)
             except BufferError as error:
                 self.recorder.failed(pending, "local_queue_full", error)
                 return
         self.recorder.sent()
         # Serve delivery reports that are ready in this thread, in batches: handing them to the
         # background thread instead makes the two threads fight over the GIL and the log handler.
-        self.client.poll(0)
+        self._clients.poll(0)
 
     def prepare_for_shutdown(self, timeout: float | None = None) -> int:
         """Deliver buffered events, waiting at most ``timeout`` seconds (default: the flush setting).
@@ -229,20 +201,13 @@ def _poll_until_closed(producer_ref: Callable[[], KafkaEventProducer | None], cl
     ``send`` serves reports too; this thread makes sure the last events' reports (and audit lines)
     come even when nothing more is sent.
     """
-    from confluent_kafka import KafkaException
-
     while not closed.wait(interval):
         producer = producer_ref()
         if producer is None:
             return
         try:
-            producer._rebuild_client_if_fatal(probe=True)
-            producer.client.poll(0)
-        except KafkaException as error:
-            if error.args and getattr(error.args[0], "fatal", lambda: False)():
-                producer._fatal_error = error.args[0]  # rebuilt on the next turn
-            else:
-                logger.exception("Kafka producer poll loop error (continuing)")
+            producer._clients.replace_if_stuck(producer.recorder.stuck)  # only here: it may wait for the broker
+            producer._clients.poll(0)  # a fatal error raised here gets the client replaced on the next turn
         except Exception:
             logger.exception("Kafka producer poll loop error (continuing)")
         finally:

@@ -28,11 +28,11 @@ _KINDS = ("producer", "consumer", "admin")
 
 
 def _client_factory(kind: str) -> Any:
+    # confluent-kafka's clients whatever factory is current: only librdkafka can judge its options.
     # Imported here so that reading settings does not load the C extension at Django start-up.
-    from confluent_kafka import Consumer, Producer
-    from confluent_kafka.admin import AdminClient
+    from edx_event_bus_kafka.internal.kafka.clients import CONFLUENT
 
-    return {"producer": Producer, "consumer": Consumer, "admin": AdminClient}[kind]
+    return {"producer": CONFLUENT.producer, "consumer": CONFLUENT.consumer, "admin": CONFLUENT.admin}[kind]
 
 
 def check_librdkafka_options(options: dict[str, Any], kind: str, *, base: dict[str, Any] | None = None,

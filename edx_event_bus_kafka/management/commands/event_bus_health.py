@@ -40,17 +40,14 @@ class Command(EventBusCommand):
 
 
 def _broker_health() -> Health:
-    from confluent_kafka.admin import AdminClient
-
     from edx_event_bus_kafka.internal.errors import BrokerRefusedError
+    from edx_event_bus_kafka.internal.kafka.clients import new_admin
     from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch, list_topics_watched
     from edx_event_bus_kafka.internal.settings.clients import admin_client_config
 
     watch = RefusalWatch("health probe")
-    config = admin_client_config()
-    config["error_cb"] = watch.seen
     try:
-        list_topics_watched(AdminClient(config), watch, timeout=5)
+        list_topics_watched(new_admin(admin_client_config(), error_cb=watch.seen), watch, timeout=5)
     except BrokerRefusedError as error:
         return Health(False, str(error))
     except Exception as error:  # noqa: BLE001 -- any failure means "not reachable" for a probe
