@@ -282,8 +282,8 @@ class KafkaEventConsumer(EventBusConsumer):
             "attempt=%d decision=%s (%s)",
             error, self.full_topic, self.group_id, context, attempts, decision.action.value, decision.reason,
         )
-        receiver_bug = isinstance(error, ReceiverError) and decision.reason != "database unavailable"
-        if receiver_bug and (attempts == 1 or decision.action is not Action.RETRY):
+        if (isinstance(error, ReceiverError) and decision.reason != "database unavailable"
+                and (attempts == 1 or decision.action is not Action.RETRY)):
             # The receiver's own traceback, on the first attempt and the last: without an APM agent it is the
             # only record of where the receiver failed. Retries in between would only repeat it.
             for cause in error.causes:
