@@ -20,6 +20,8 @@ QUICK_SETTINGS: dict[str, Any] = {
     "EVENT_BUS_KAFKA_CONSUMER_RETRY_BACKOFF_MAX_SEC": 0.05,
     "EVENT_BUS_KAFKA_CONSUMER_POLL_FAILURE_SLEEP": 0.01,
     "EVENT_BUS_KAFKA_OUTBOX_POLL_INTERVAL_SEC": 0.02,
+    # Tests wait for commits; the default cadence (100 messages or 1 s) made each wait about 1 s.
+    "EVENT_BUS_KAFKA_CONSUMER_COMMIT_INTERVAL_SEC": 0.02,
 }
 
 
