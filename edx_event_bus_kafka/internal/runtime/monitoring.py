@@ -5,6 +5,7 @@ never break producing or the consume loop.
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 from typing import Any
 
@@ -13,9 +14,25 @@ from edx_django_utils.monitoring import set_custom_attribute as _set_custom_attr
 
 logger = logging.getLogger(__name__)
 
+#: Whether the New Relic agent is installed (edx-django-utils' default backend needs it).
+_NEW_RELIC_INSTALLED = importlib.util.find_spec("newrelic") is not None
+
+
+def _nothing_to_report_to() -> bool:
+    """``OPENEDX_TELEMETRY`` unset (so New Relic, by edx-django-utils' default) and New Relic not installed.
+
+    Then no backend could receive anything, and asking edx-django-utils would only log its
+    "Could not load OPENEDX_TELEMETRY option ... NewRelicBackend" warning in every command.
+    """
+    from django.conf import settings
+
+    return not _NEW_RELIC_INSTALLED and getattr(settings, "OPENEDX_TELEMETRY", None) is None
+
 
 def set_attribute(name: str, value: Any) -> None:
     """Set a custom attribute on the current trace; never raises."""
+    if _nothing_to_report_to():
+        return
     try:
         _set_custom_attribute(name, value)
     except Exception:
@@ -24,6 +41,8 @@ def set_attribute(name: str, value: Any) -> None:
 
 def record_exception() -> None:
     """Record the exception being handled (call inside ``except``); never raises."""
+    if _nothing_to_report_to():
+        return
     try:
         _record_exception()
     except Exception:
@@ -46,6 +65,8 @@ except ImportError:  # pragma: no cover
 
 def _monitoring_configured() -> bool:
     """Whether any edx-django-utils telemetry backend is configured (cached by edx-django-utils)."""
+    if _nothing_to_report_to():
+        return False
     return configured_backends is None or bool(configured_backends())
 
 
