@@ -148,8 +148,7 @@ class KafkaEventConsumer(EventBusConsumer):
     def run(self) -> int:
         """The loop; returns an exit status (see ``worker``)."""
         if self.problem is not None:
-            logger.error("Not consuming: %s", self.problem)
-            return EXIT_CONFIG
+            return EXIT_CONFIG  # logged once, when the consumer was made
         if not self.settings.consumers_enabled:
             logger.error("Kafka consumers not enabled, exiting.")
             return EXIT_OK
