@@ -166,3 +166,16 @@ def test_health_with_a_heartbeat_of_time_zero__says_the_file_is_unreadable_not_d
     status, output, _ = manage("event_bus_health", "--heartbeat-file", str(heartbeat))
     assert status == 1
     assert output.strip() == f"unreadable heartbeat file {heartbeat}: time 0 is not a recent Unix time"
+
+
+def test_run_embedded_broker_on_a_taken_port__one_line_and_exit_1():
+    """Before: it claimed success (the port's owner answered the readiness check), then the broker panicked."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        status, output, _ = manage("run_embedded_broker", "--port", str(port))
+    assert status == 1, output
+    assert output.strip().splitlines() == [
+        f"CommandError: port {port} on 127.0.0.1 is in use (another broker?); choose another with --port, or "
+        "--port 0 for any free one"]

@@ -5,6 +5,7 @@ Data lives in memory and is gone when the command stops (Ctrl-C).
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 from typing import Any
 
@@ -27,6 +28,10 @@ class Command(EventBusCommand):
         parser.add_argument("--partitions", type=int, default=1, help="Partitions for each --topic (default 1)")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["port"] and not _port_free(options["port"]):
+            # Else whatever holds the port answers the readiness check, and the broker then panics.
+            raise CommandError(f"port {options['port']} on 127.0.0.1 is in use (another broker?); choose another "
+                               "with --port, or --port 0 for any free one")
         broker = EmbeddedKafkaBroker(port=options["port"] or None)
         try:
             broker.start()
@@ -49,3 +54,13 @@ class Command(EventBusCommand):
         finally:
             broker.stop()
             self.stdout.write("Embedded Kafka broker stopped.")
+
+
+def _port_free(port: int) -> bool:
+    """Whether nothing listens on ``port`` of 127.0.0.1 (a bind succeeds)."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
