@@ -99,6 +99,10 @@ def main() -> int:
             say(f"worker's receiver got {entry['metadata']['event_type']} id={entry['id']} user={user} course={course}")
         worker.send_signal(signal.SIGTERM)
         code = worker.wait(timeout=40)
+        from edx_event_bus_kafka.internal.produce.producer import forget_producer
+
+        del producer
+        forget_producer(timeout=1)  # before the broker stops, so its client does not log the broker gone
         say(f"worker stopped on SIGTERM with exit status {code}")
         if len(done) != EVENTS or code != 0:
             say(f"FAILED: expected {EVENTS} events and exit status 0; worker log:\n{output.read_text()}")
