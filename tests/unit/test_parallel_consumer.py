@@ -69,7 +69,9 @@ def test_parallel__a_slow_early_message_holds_the_committed_offset_back(bus, rec
     thread.start()
     try:
         wait_for(lambda: set(receiver.user_ids) == set(range(10)), timeout=10, what="every event started")
-        time.sleep(0.2)  # several loop rounds, each of which could commit
+        # The nine others finish, and the loop then runs a commit round with all nine counted.
+        wait_for(lambda: consumer._parallel is not None and consumer._parallel._finished_at_commit == 9,
+                 timeout=10, what="a commit round after the nine later events finished")
         assert bus.committed("group", topic).get(0, 0) == 0
         release.set()
         wait_for(lambda: bus.committed("group", topic) == {0: 10}, timeout=10, what="the frontier to move")

@@ -23,7 +23,7 @@ from edx_event_bus_kafka.internal.operations.topics import (
     planned_topics,
 )
 from edx_event_bus_kafka.internal.settings.declarations import get_settings
-from edx_event_bus_kafka.management.base import EventBusCommand
+from edx_event_bus_kafka.management.base import EventBusCommand, positive_seconds
 
 _UNITS = (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1000))
 
@@ -41,16 +41,6 @@ def _retention_ms(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of milliseconds >= 1, or -1 (keep forever)")
     return int(text)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds > 0")
-    return value
 
 
 def _plural(count: int, word: str = "topic") -> str:
@@ -97,7 +87,7 @@ class Command(EventBusCommand):
                             help="retention.ms of new event topics, -1 for forever (default: "
                                  "EVENT_BUS_KAFKA_TOPIC_RETENTION_MS); dead-letter topics keep "
                                  "EVENT_BUS_KAFKA_DEAD_LETTER_RETENTION_MS")
-        parser.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS",
+        parser.add_argument("--timeout", type=positive_seconds, default=10.0, metavar="SECONDS",
                             help="How long to wait for the broker per request (default: 10)")
         parser.add_argument("--dry-run", action="store_true",
                             help="Only list existing topics and show what would be created")

@@ -29,7 +29,7 @@ from edx_event_bus_kafka.internal.operations.offset_reset import (
     plan_reset,
 )
 from edx_event_bus_kafka.internal.settings.declarations import get_settings
-from edx_event_bus_kafka.management.base import EventBusCommand
+from edx_event_bus_kafka.management.base import EventBusCommand, positive_seconds
 
 
 def _when(text: str) -> datetime:
@@ -57,16 +57,6 @@ def _whole(text: str, *, minimum: int | None = None) -> int:
 
 def _not_negative(text: str) -> int:
     return _whole(text, minimum=0)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds > 0")
-    return value
 
 
 def _target(options: dict[str, Any]) -> ResetTarget:
@@ -113,7 +103,7 @@ class Command(EventBusCommand):
         mode = parser.add_mutually_exclusive_group()
         mode.add_argument("--dry-run", action="store_true", help="Only print the plan (the default)")
         mode.add_argument("--execute", action="store_true", help="Move the offsets (the group must have no members)")
-        parser.add_argument("--timeout", type=_seconds, default=TIMEOUT_SEC, metavar="SECONDS",
+        parser.add_argument("--timeout", type=positive_seconds, default=TIMEOUT_SEC, metavar="SECONDS",
                             help=f"How long to wait for each answer from the broker (default: {TIMEOUT_SEC:g})")
         parser.add_argument("--json", action="store_true", help="Print one JSON object instead of a table")
 
