@@ -88,3 +88,47 @@ def test_outbox_publisher_replaces_a_client_that_raised_a_fatal_error_from_poll(
     (line,) = [r.getMessage() for r in caplog.records if "replacing the Kafka client" in r.getMessage()]
     assert "fatal error" in line and "OUT_OF_ORDER_SEQUENCE_NUMBER" in line
     publisher.close()
+
+
+class AnsweringProducer:
+    """A client whose broker answers metadata requests: an empty pass with it would count as stuck."""
+
+    def list_topics(self, timeout: float) -> dict:
+        return {}
+
+    def purge(self) -> None:
+        pass
+
+    def flush(self, timeout: float) -> int:
+        return 0
+
+
+class AnsweringFactory:
+    def __init__(self) -> None:
+        self.made = 0
+
+    def producer(self, config: dict) -> AnsweringProducer:
+        self.made += 1
+        return AnsweringProducer()
+
+
+def test_a_client_replaced_on_use_after_a_fatal_error_is_not_blamed_for_the_old_clients_empty_passes(caplog):
+    """Seen in CI: a fatal error replaced the client mid-pass, and that pass's failures replaced the new one too."""
+    from edx_event_bus_kafka.internal.kafka.clients import ProducerHandle, clients_from
+
+    with clients_from(AnsweringFactory()) as factory:
+        handle = ProducerHandle({}, name="outbox publisher")
+        stuck = StuckClient(passes=3)
+        stuck.passed(attempted=10, delivered=0)
+        stuck.passed(attempted=10, delivered=0)
+        handle.fatal_raised("KafkaError{FATAL,code=UNKNOWN_PRODUCER_ID}")
+        assert handle.client is not None  # replaced on use, in the middle of the pass
+        stuck.passed(attempted=10, delivered=0)  # that pass's rows failed with the old client
+        assert handle.replace_if_stuck(stuck) is False
+        assert factory.made == 2
+        for _ in range(3):  # the new client, if it too delivers nothing, is still replaced
+            stuck.passed(attempted=10, delivered=0)
+        assert handle.replace_if_stuck(stuck) is True
+        assert factory.made == 3
+    lines = [r.getMessage() for r in caplog.records if "replacing the Kafka client" in r.getMessage()]
+    assert len(lines) == 2 and "fatal error" in lines[0] and "passes in a row" in lines[1]

@@ -125,6 +125,8 @@ class ProducerHandle:
         self._fatal: Any = None
         self._lock = threading.Lock()
         self._own = client is None
+        #: How many times the client was replaced: a :class:`StuckClient` counts passes per client.
+        self.generation = 0
         self._client = client if client is not None else new_producer(config, error_cb=self._client_error)
 
     def _client_error(self, error: Any) -> None:
@@ -169,14 +171,17 @@ class ProducerHandle:
             return False
         if self._fatal is not None:
             self._replace(f"fatal error {self._fatal}", fatal=True)
+            stuck.reset(self.generation)
             return True
+        if stuck.client_generation != self.generation:
+            stuck.reset(self.generation)  # replaced on use since the last look: its failures were the old client's
         if not stuck.suspect():
             return False
         reason = stuck.reason(broker_answers(self._client, probe_timeout))
         if reason is None:
             return False
         self._replace(reason, fatal=False)
-        stuck.reset()
+        stuck.reset(self.generation)
         return True
 
     def _replace(self, reason: str, *, fatal: bool) -> None:
@@ -186,6 +191,7 @@ class ProducerHandle:
             logger.warning("Kafka %s: %s; replacing the Kafka client", self.name, reason)
             old, self._client = self._client, new_producer(self._config, error_cb=self._client_error)
             self._fatal = None
+            self.generation += 1
         old.purge()
         try:
             old.flush(0)  # serves the failed delivery reports of what the dead client still held

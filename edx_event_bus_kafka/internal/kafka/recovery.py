@@ -24,6 +24,8 @@ class StuckClient:
         self.passes = passes
         self.streak = 0
         self._fatal: Any = None
+        #: Which client (its owner's count of replacements) the streak was counted against.
+        self.client_generation = 0
 
     def fatal(self, error: Any) -> None:
         """A fatal client error (from ``error_cb``): the client is stuck at once."""
@@ -50,9 +52,11 @@ class StuckClient:
             self.streak = 0  # an outage: the relay's back-off and the client's own logs report it
         return None
 
-    def reset(self) -> None:
-        """A new client: start counting again."""
+    def reset(self, client_generation: int | None = None) -> None:
+        """A new client: start counting again (passes made with the old one say nothing of it)."""
         self.streak, self._fatal = 0, None
+        if client_generation is not None:
+            self.client_generation = client_generation
 
 
 def broker_answers(client: Any, timeout: float) -> bool:
