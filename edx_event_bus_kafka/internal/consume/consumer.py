@@ -39,6 +39,7 @@ from edx_event_bus_kafka.internal.errors import ConfigurationError, DeadLetterEr
 from edx_event_bus_kafka.internal.inbox.deduplication import Deduplicator
 from edx_event_bus_kafka.internal.kafka.clients import new_consumer
 from edx_event_bus_kafka.internal.kafka.protocols import ConsumerClient
+from edx_event_bus_kafka.internal.kafka.reachability import BrokerWatch
 from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch
 from edx_event_bus_kafka.internal.kafka.seeking import parse_offset_time
 from edx_event_bus_kafka.internal.runtime import monitoring
@@ -91,6 +92,7 @@ class KafkaEventConsumer(EventBusConsumer):
         self._stop = threading.Event()
         self._fatal_error: Any = None
         self._refusals = RefusalWatch(f"consumer of {topic!r} in group {group_id!r}")
+        self._brokers = BrokerWatch(logger, "consumer")
         self._replay: Replay | None = None
         self._errors = ConsecutiveErrors(None)
         self._dead_letters: DeadLetterWriter | None = None
@@ -201,9 +203,11 @@ class KafkaEventConsumer(EventBusConsumer):
         return self.consumer
 
     def _new_consumer(self) -> ConsumerClient:
-        return new_consumer(consumer_client_config(self.group_id, self.settings), error_cb=self._on_client_error)
+        return new_consumer(self._brokers.configure(consumer_client_config(self.group_id, self.settings)),
+                            error_cb=self._on_client_error)
 
     def _on_client_error(self, error: Any) -> None:
+        self._brokers.error(error)
         if self._refusals.seen(error):
             self._stop.set()
         elif error.fatal():

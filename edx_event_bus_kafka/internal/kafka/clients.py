@@ -29,6 +29,7 @@ from edx_event_bus_kafka.internal.kafka.protocols import (
     HeaderList,
     ProducerClient,
 )
+from edx_event_bus_kafka.internal.kafka.reachability import BrokerWatch
 from edx_event_bus_kafka.internal.kafka.recovery import StuckClient, broker_answers
 from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch
 
@@ -117,10 +118,12 @@ class ProducerHandle:
     """
 
     def __init__(self, config: dict[str, Any], *, name: str, refusals: RefusalWatch | None = None,
-                 on_error: ErrorCallback | None = None, client: ProducerClient | None = None):
+                 on_error: ErrorCallback | None = None, client: ProducerClient | None = None,
+                 brokers: BrokerWatch | None = None):
         self.name = name
         self.refusals = refusals
-        self._config = config
+        self.brokers = brokers
+        self._config = brokers.configure(config) if brokers is not None else config
         self._on_error = on_error
         self._fatal: Any = None
         self._lock = threading.Lock()
@@ -130,6 +133,8 @@ class ProducerHandle:
         self._client = client if client is not None else new_producer(config, error_cb=self._client_error)
 
     def _client_error(self, error: Any) -> None:
+        if self.brokers is not None:
+            self.brokers.error(error)
         if self.refusals is not None and self.refusals.seen(error):
             return  # logged by the watch, not at every reconnect
         if error.fatal():

@@ -28,6 +28,7 @@ from openedx_events.tooling import OpenEdxPublicSignal
 from edx_event_bus_kafka.internal.errors import PermanentRowError
 from edx_event_bus_kafka.internal.kafka.clients import Outgoing, ProducerHandle, produce_and_wait
 from edx_event_bus_kafka.internal.kafka.protocols import ProducerClient
+from edx_event_bus_kafka.internal.kafka.reachability import BrokerWatch
 from edx_event_bus_kafka.internal.kafka.recovery import StuckClient
 from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch
 from edx_event_bus_kafka.internal.produce.delivery import OutgoingEvent
@@ -115,6 +116,7 @@ class OutboxPublisher:
             config, name="outbox publisher", refusals=self.refusals,
             on_error=lambda error: log_collapsed(
                 logger, logging.WARNING, f"Kafka outbox publisher error (librdkafka retries by itself): {error}"),
+            brokers=BrokerWatch(logger, "outbox publisher"),
         )
 
     @property

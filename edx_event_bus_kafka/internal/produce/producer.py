@@ -23,6 +23,7 @@ from openedx_events.tooling import OpenEdxPublicSignal
 
 from edx_event_bus_kafka.internal.kafka.clients import ProducerHandle
 from edx_event_bus_kafka.internal.kafka.protocols import ProducerClient
+from edx_event_bus_kafka.internal.kafka.reachability import BrokerWatch
 from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch
 from edx_event_bus_kafka.internal.produce import shutdown
 from edx_event_bus_kafka.internal.produce.delivery import DeliveryRecorder, OutgoingEvent, PendingEvent, ProducerStats
@@ -62,6 +63,7 @@ class KafkaEventProducer(EventBusProducer):
             producer_client_config(self.settings), name="producer", refusals=self.refusals, client=client,
             on_error=lambda error: log_collapsed(logger, logging.WARNING,
                                                  f"Kafka producer error (librdkafka retries by itself): {error}"),
+            brokers=BrokerWatch(logger, "producer"),
         )
         self._poller = threading.Thread(
             target=_poll_until_closed, args=(weakref.ref(self), self._closed, self.settings.poll_interval_sec),
