@@ -69,3 +69,33 @@ def test_health_probe__fails_while_loop_is_stuck_and_recovers(bus_settings, kafk
         if registry._server is not None:
             registry.stop()
     assert not heartbeat.exists(), "a cleanly stopped worker removes its heartbeat"
+
+
+@pytest.mark.integration
+def test_health_probe__a_standby_worker_is_alive_and_says_so_and_require_partitions_fails_only_it(
+    bus_settings, kafka_broker, tmp_path,
+):
+    """Two workers on a one-partition topic: both are alive; the probe's line tells which one consumes."""
+    bootstrap = bus_settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS
+    kafka_topic, group = f"standby-{uuid.uuid4().hex[:6]}", f"standby-{uuid.uuid4().hex[:6]}"
+    kafka_broker.create_topics([kafka_topic], partitions=1)
+    files = [tmp_path / "first.alive", tmp_path / "second.alive"]
+    workers = [Worker.consume_events(tmp_path, bootstrap, kafka_topic, group, "--heartbeat-file", str(path),
+                                     name=path.stem).start() for path in files]
+    try:
+        def roles() -> list[str] | None:
+            lines = [probe(path, 60)[1] for path in files]
+            settled = sorted("partitions [0]" in line for line in lines) == [False, True]
+            return lines if settled and any("no partitions assigned" in line for line in lines) else None
+
+        lines = wait_for(roles, timeout=90, what="one worker to consume the partition and the other to stand by")
+        consuming, standby = (files[0], files[1]) if "partitions [0]" in lines[0] else (files[1], files[0])
+        code, line = probe(standby, 60)
+        assert code == 0 and line.startswith("ok:") and "a standby while there are more workers" in line, line
+        code, line = probe(standby, 60, "--require-partitions")
+        assert code == 1 and line.startswith("idle:") and "no partitions assigned" in line, line
+        code, line = probe(consuming, 60, "--require-partitions")
+        assert code == 0 and "partitions [0]" in line, line
+    finally:
+        for worker in workers:
+            assert worker.stop() == 0, worker.output()

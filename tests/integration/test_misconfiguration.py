@@ -133,7 +133,8 @@ def test_produce_event_ctrl_c_while_waiting_for_an_unreachable_broker__exits_130
     interrupted = time.monotonic()
     process.send_signal(signal.SIGINT)
     assert process.wait(30) == 130, output.read_text()
-    assert time.monotonic() - interrupted < 5
+    # Far below the 60 s --timeout it used to sit out (plus 10 s at exit), with room for a loaded machine.
+    assert time.monotonic() - interrupted < 20, (time.monotonic() - interrupted, output.read_text())
     text = output.read_text()
     assert "Interrupted" in text and "Traceback" not in text, text
     assert "Error delivering message to Kafka event bus" in text  # the event is logged for re-sending

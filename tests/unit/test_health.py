@@ -70,3 +70,27 @@ def test_stale_heartbeat__is_unhealthy_without_asking_the_broker(bus, tmp_path):
     code, line = probe("--heartbeat-file", str(tmp_path / "missing"), "--check-broker")
     assert code == 1 and "no heartbeat file" in line
     assert bus.clients_of("admin") == []
+
+
+def test_evaluate__says_what_a_consumer_is_doing_and_require_partitions_fails_a_standby(tmp_path):
+    """The file carries the worker's partitions and unreachable brokers; only --require-partitions judges them."""
+    path = tmp_path / "alive"
+    state = {"partitions": [0, 2], "unreachable": []}
+    Heartbeat(path, "consume_events t/g", state=lambda: state).beat(force=True)
+    health = evaluate(path, 10, require_partitions=True)
+    assert health.healthy and health.reason.endswith("s ago; partitions [0, 2]"), health.reason
+    state = {"partitions": [], "unreachable": ["10.0.0.1:9092"]}
+    Heartbeat(path, "consume_events t/g", state=lambda: state).beat(force=True)
+    alive = evaluate(path, 10)
+    assert alive.healthy and "no partitions assigned (a standby" in alive.reason, alive.reason
+    assert "brokers unreachable: 10.0.0.1:9092" in alive.reason
+    idle = evaluate(path, 10, require_partitions=True)
+    assert not idle.healthy and idle.reason.startswith("idle: consume_events t/g pid "), idle.reason
+
+
+def test_evaluate__require_partitions_does_not_apply_to_a_worker_that_has_none_to_report(tmp_path):
+    """relay_outbox (and a heartbeat from an older release) says nothing of partitions: the flag leaves it alone."""
+    path = tmp_path / "alive"
+    Heartbeat(path, "relay_outbox").beat(force=True)
+    health = evaluate(path, 10, require_partitions=True)
+    assert health.healthy and health.reason.endswith(" s ago"), health.reason

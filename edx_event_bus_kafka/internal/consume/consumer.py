@@ -120,7 +120,8 @@ class KafkaEventConsumer(EventBusConsumer):
             self.from_beginning = bool(options.get("from_beginning", False))
             self.event_types = frozenset(options.get("event_types") or ())
             _check_event_types(self.event_types)
-            self.heartbeat = Heartbeat(options.get("heartbeat_file"), f"consume_events {topic}/{group_id}")
+            self.heartbeat = Heartbeat(options.get("heartbeat_file"), f"consume_events {topic}/{group_id}",
+                                       state=self._doing)
             self.full_topic = get_full_topic(topic, self.settings)
             self.policy = ErrorPolicy.from_settings(self.settings)
             self.concurrency = _option(options, "concurrency", self.settings.consumer_concurrency, positive_int)
@@ -201,6 +202,10 @@ class KafkaEventConsumer(EventBusConsumer):
         if self.consumer is None:
             raise RuntimeError("the consumer's client exists only while run() runs")
         return self.consumer
+
+    def _doing(self) -> dict[str, Any]:
+        """For the heartbeat file: the partitions consumed now and the brokers that cannot be reached."""
+        return {"partitions": sorted(self._assigned), "unreachable": self._brokers.lost}
 
     def _new_consumer(self) -> ConsumerClient:
         return new_consumer(self._brokers.configure(consumer_client_config(self.group_id, self.settings)),

@@ -29,9 +29,12 @@ class Command(EventBusCommand):
         parser.add_argument("--max-age", type=positive_seconds, default=120.0,
                             help="Seconds without progress after which the worker counts as stuck (default 120)")
         parser.add_argument("--check-broker", action="store_true", help="Also require a metadata answer from Kafka")
+        parser.add_argument("--require-partitions", action="store_true",
+                            help="Fail for a consume_events worker with no partitions assigned (not for standbys)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        health = evaluate(options["heartbeat_file"], options["max_age"])
+        health = evaluate(options["heartbeat_file"], options["max_age"],
+                          require_partitions=options["require_partitions"])
         if health.healthy and options["check_broker"]:
             health = _broker_health()
         self.stdout.write(health.reason)
