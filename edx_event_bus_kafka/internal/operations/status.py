@@ -65,11 +65,11 @@ def _client(group: str, settings: EventBusSettings, watch: RefusalWatch) -> Cons
     return new_consumer(config, error_cb=watch.seen)
 
 
-def _message_time(consumer: ConsumerClient, topic: str, partition: int, offset: int) -> str | None:
+def _message_time(consumer: ConsumerClient, topic: str, partition: int, offset: int, timeout: float) -> str | None:
     from confluent_kafka import TopicPartition
 
     consumer.assign([TopicPartition(topic, partition, offset)])
-    messages = consumer.consume(num_messages=1, timeout=TIMEOUT_SEC)
+    messages = consumer.consume(num_messages=1, timeout=timeout)
     for message in messages:
         if message.error() is None:
             timestamp_type, stamp_ms = message.timestamp()
@@ -78,8 +78,8 @@ def _message_time(consumer: ConsumerClient, topic: str, partition: int, offset: 
     return None
 
 
-def _partitions(consumer: ConsumerClient, topic: str, watch: RefusalWatch) -> list[int] | None:
-    metadata = list_topics_watched(consumer, watch, TIMEOUT_SEC, topic)
+def _partitions(consumer: ConsumerClient, topic: str, watch: RefusalWatch, timeout: float) -> list[int] | None:
+    metadata = list_topics_watched(consumer, watch, timeout, topic)
     found = metadata.topics.get(topic)
     if found is None or found.error is not None:
         return None
@@ -87,8 +87,8 @@ def _partitions(consumer: ConsumerClient, topic: str, watch: RefusalWatch) -> li
 
 
 def topic_status(topic: str, group: str, settings: EventBusSettings | None = None, *,
-                 include_outbox: bool = True) -> TopicStatus:
-    """The status of ``topic`` (without prefix) for consumer group ``group``.
+                 include_outbox: bool = True, timeout: float = TIMEOUT_SEC) -> TopicStatus:
+    """The status of ``topic`` (without prefix) for consumer group ``group``; each broker request waits ``timeout`` s.
 
     Raises:
         UnknownTopicError: the topic does not exist.
@@ -104,28 +104,28 @@ def topic_status(topic: str, group: str, settings: EventBusSettings | None = Non
     reader = _client(group, settings, watch)
     peeker = _client(f"event-bus-status-{uuid.uuid4().hex[:8]}", settings, watch)
     try:
-        numbers = _partitions(reader, full_topic, watch)
+        numbers = _partitions(reader, full_topic, watch, timeout)
         if numbers is None:
             raise UnknownTopicError(f"topic {full_topic!r} does not exist")
         committed = {
             tp.partition: tp.offset
-            for tp in reader.committed([TopicPartition(full_topic, n) for n in numbers], timeout=TIMEOUT_SEC)
+            for tp in reader.committed([TopicPartition(full_topic, n) for n in numbers], timeout=timeout)
         }
         for number in numbers:
-            low, high = reader.get_watermark_offsets(TopicPartition(full_topic, number), timeout=TIMEOUT_SEC)
+            low, high = reader.get_watermark_offsets(TopicPartition(full_topic, number), timeout=timeout)
             done = committed.get(number)
             position = done if done is not None and done >= 0 else low
             lag = max(0, high - position)
-            oldest = _message_time(peeker, full_topic, number, position) if lag else None
+            oldest = _message_time(peeker, full_topic, number, position, timeout) if lag else None
             status.partitions.append(PartitionStatus(number, done if done is not None and done >= 0 else None,
                                                      high, lag, oldest))
         status.dead_letter_topic = dead_letter_topic(full_topic, group, settings)
-        dead_numbers = _partitions(reader, status.dead_letter_topic, watch)
+        dead_numbers = _partitions(reader, status.dead_letter_topic, watch, timeout)
         if dead_numbers is not None:
             status.dead_letters = 0
             for number in dead_numbers:
                 low, high = reader.get_watermark_offsets(TopicPartition(status.dead_letter_topic, number),
-                                                         timeout=TIMEOUT_SEC)
+                                                         timeout=timeout)
                 status.dead_letters += max(0, high - low)
     finally:
         reader.close()

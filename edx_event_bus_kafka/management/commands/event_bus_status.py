@@ -10,9 +10,9 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from edx_event_bus_kafka.internal.errors import BrokerRefusedError, ConfigurationError, UnknownTopicError
-from edx_event_bus_kafka.internal.operations.status import topic_status
+from edx_event_bus_kafka.internal.operations.status import TIMEOUT_SEC, topic_status
 from edx_event_bus_kafka.internal.settings.declarations import get_settings
-from edx_event_bus_kafka.management.base import EventBusCommand
+from edx_event_bus_kafka.management.base import EventBusCommand, positive_seconds
 
 
 class Command(EventBusCommand):
@@ -25,11 +25,13 @@ class Command(EventBusCommand):
         parser.add_argument("--json", action="store_true", help="Machine-readable output")
         parser.add_argument("--no-outbox", action="store_true",
                             help="Skip the outbox backlog and the inbox (no database access)")
+        parser.add_argument("--timeout", type=positive_seconds, default=TIMEOUT_SEC,
+                            help=f"Seconds to wait for each broker answer (default {TIMEOUT_SEC:g})")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             status = topic_status(options["topic"], options["group_id"], get_settings(),
-                                  include_outbox=not options["no_outbox"])
+                                  include_outbox=not options["no_outbox"], timeout=options["timeout"])
         except (ConfigurationError, BrokerRefusedError) as error:
             raise CommandError(str(error)) from error
         except UnknownTopicError as error:
