@@ -77,6 +77,15 @@ def backlog(env: dict) -> dict:
     return json.loads(run(env, "manage.py", "relay_outbox", "--status").strip().splitlines()[-1])
 
 
+def drained(env: dict, outputs: list[Path], timeout: float, what: str = "the backlog to drain") -> None:
+    """Wait for no pending rows; on timeout, fail with the backlog and the relays' last output lines."""
+    try:
+        wait_for(lambda: backlog(env)["pending"] == 0, timeout=timeout, what=what)
+    except TimeoutError as error:
+        tails = "\n".join(f"--- {path.name}:\n{path.read_text()[-3000:]}" for path in outputs)
+        raise AssertionError(f"{error}; backlog {backlog(env)}\n{tails}") from None
+
+
 def assert_per_key_order(numbers: list[int], keys: int) -> None:
     """Per key, events appear in increasing order (a re-sent batch restarts at its first event)."""
     by_key: dict[int, list[int]] = defaultdict(list)
@@ -101,9 +110,12 @@ def test_broker_outage__requests_succeed_rows_wait_then_relay_publishes_all_in_o
 
     broker.start()  # back, same port
     broker.create_topics(["outage"], partitions=3)
-    relay, output = start(env, tmp_path, "relay", "manage.py", "relay_outbox")
+    # The writers had 1 s to give up on the absent broker; the relay gets the default 30 s, which a
+    # new idempotent producer on a loaded machine needs (Tansu's InitProducerId alone takes 0.5-1 s).
+    relay_env = process_env(outbox_db, bootstrap)
+    relay, output = start(relay_env, tmp_path, "relay", "manage.py", "relay_outbox")
     try:
-        wait_for(lambda: backlog(env)["pending"] == 0, timeout=60, what="the backlog to drain")
+        drained(env, [output], timeout=60)
     finally:
         relay.send_signal(signal.SIGTERM)
         assert relay.wait(30) == 0, output.read_text()
@@ -130,7 +142,7 @@ def test_relay_killed_between_publish_and_mark__every_event_published_at_least_o
 
     relay, relay_output = start(env, tmp_path, "relay", "manage.py", "relay_outbox")
     try:
-        wait_for(lambda: backlog(env)["pending"] == 0, timeout=60, what="the backlog to drain")
+        drained(env, [relay_output], timeout=60)
     finally:
         relay.send_signal(signal.SIGTERM)
         assert relay.wait(30) == 0, relay_output.read_text()
@@ -150,7 +162,7 @@ def test_two_relays_on_postgresql_publish_every_row_exactly_once(outbox_db, kafk
     run(env, "-m", "tests.support.outbox_script", "write", "--topic", topic, "--count", "300", "--keys", "5")
     relays = [start(env, tmp_path, f"relay{n}", "manage.py", "relay_outbox") for n in (1, 2)]
     try:
-        wait_for(lambda: backlog(env)["pending"] == 0, timeout=90, what="the backlog to drain")
+        drained(env, [output for _, output in relays], timeout=90)
     finally:
         for process, _ in relays:
             process.send_signal(signal.SIGTERM)
@@ -175,13 +187,13 @@ def test_relay_across_a_broker_restart_that_forgot_its_producer_state__publishes
     run(env, "-m", "tests.support.outbox_script", "write", "--topic", topic, "--count", "10", "--keys", "2")
     relay, output = start(env, tmp_path, "relay", "manage.py", "relay_outbox")
     try:
-        wait_for(lambda: backlog(env)["pending"] == 0, timeout=60, what="the first rows to be published")
+        drained(env, [output], timeout=60, what="the first rows to be published")
         broker.stop()  # Tansu forgets everything; Apache Kafka keeps its log and producer state
         broker.start()
         if topic not in broker_topics(bootstrap):
             broker.create_topics([topic], partitions=2)
         run(env, "-m", "tests.support.outbox_script", "write", "--topic", topic, "--count", "20", "--keys", "2")
-        wait_for(lambda: backlog(env)["pending"] == 0, timeout=90, what="the rows written after the restart")
+        drained(env, [output], timeout=90, what="the rows written after the restart")
     finally:
         relay.send_signal(signal.SIGTERM)
         code = relay.wait(30)
