@@ -363,3 +363,49 @@ def test_offset_time__a_restarted_worker_with_the_flag_does_not_replay_again(bus
     earlier = datetime.fromtimestamp((base_ms + 500) / 1000, tz=UTC)
     run_until(worker(earlier), lambda: len(receiver.calls) == 4 + 6)
     assert sorted(receiver.user_ids[4:]) == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("committed_before", [0, 2], ids=["no-commit-yet", "committed"])
+def test_rebalance_served_after_a_message_was_fetched__that_message_is_not_processed_twice(
+    bus, topic, receiver, monkeypatch, committed_before,
+):
+    """Seen on Apache Kafka: poll() returned a message, the next consume() revoked and re-assigned its partition.
+
+    The message came from the old assignment, the re-fetch from the committed offset brought it again,
+    and a live worker processed it twice; worse, as the new assignment's first offset it let the commit
+    run ahead of the messages before it. Messages of a partition revoked during the fetch that returned
+    them are dropped and the partition is read again from its committed offset (or the beginning).
+    """
+    from edx_event_bus_kafka.testing.memory.consumer import MemoryConsumer
+
+    original_poll = MemoryConsumer.poll
+    armed, rebalanced = [False], []
+
+    def poll_then_rebalance(self, timeout=-1):
+        message = original_poll(self, timeout)
+        if message is not None and message.error() is None and armed[0] and not rebalanced:
+            rebalanced.append(message.offset())
+            with self.kafka.lock:
+                self._group().rebalance()  # eager: the next consume() revokes and re-assigns every partition
+        return message
+
+    monkeypatch.setattr(MemoryConsumer, "poll", poll_then_rebalance)
+    consumer = KafkaEventConsumer(topic, "group")
+    thread = threading.Thread(target=consumer.run)
+    thread.start()
+    try:
+        wait_for(lambda: consumer.consumer is not None and bus.assignment(consumer.consumer), timeout=10,
+                 what="the partitions to be assigned")
+        sent = [send(bus, topic, number, partition=0) for number in range(committed_before)]
+        wait_for(lambda: bus.committed("group", topic).get(0, 0) == committed_before, timeout=10,
+                 what="the first messages to be committed")
+        armed[0] = True
+        sent += [send(bus, topic, number, partition=0) for number in range(10, 13)]
+        wait_for(lambda: bus.committed("group", topic).get(0) == committed_before + 3, timeout=10,
+                 what="every message to be committed")
+    finally:
+        consumer.stop()
+        thread.join(10)
+    assert rebalanced == [committed_before], "the message came from poll() and a rebalance followed"
+    handled = [str(call["metadata"].id) for call in receiver.calls]
+    assert sorted(handled) == sorted(str(metadata.id) for metadata in sent), "each event once"

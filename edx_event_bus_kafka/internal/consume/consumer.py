@@ -93,6 +93,8 @@ class KafkaEventConsumer(EventBusConsumer):
         self._fatal_error: Any = None
         self._refusals = RefusalWatch(f"consumer of {topic!r} in group {group_id!r}")
         self._brokers = BrokerWatch(logger, "consumer")
+        #: The librdkafka options of the client (set when it is made).
+        self.client_config: dict[str, Any] = {}
         self._replay: Replay | None = None
         self._errors = ConsecutiveErrors(None)
         self._dead_letters: DeadLetterWriter | None = None
@@ -208,8 +210,8 @@ class KafkaEventConsumer(EventBusConsumer):
         return {"partitions": sorted(self._assigned), "unreachable": self._brokers.lost}
 
     def _new_consumer(self) -> ConsumerClient:
-        return new_consumer(self._brokers.configure(consumer_client_config(self.group_id, self.settings)),
-                            error_cb=self._on_client_error)
+        self.client_config = consumer_client_config(self.group_id, self.settings)
+        return new_consumer(self._brokers.configure(self.client_config), error_cb=self._on_client_error)
 
     def _on_client_error(self, error: Any) -> None:
         self._brokers.error(error)

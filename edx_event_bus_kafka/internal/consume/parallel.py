@@ -18,6 +18,9 @@ Guarantees:
   threads work, and retries wait in their lane, not in the loop.
 * **Rebalances**: a revoked partition's queued messages are dropped, its running ones get up to the
   shutdown timeout to finish, its frontier is committed, and nothing of it is committed afterwards.
+  A fetch can return messages taken before a rebalance it served (librdkafka runs the callbacks
+  inside ``consume``/``poll``): those of a partition revoked meanwhile are left out, and if the
+  partition came back it is read again from its committed offset, as its new owner would.
 * **Shutdown**: fetching stops, running messages finish (within the shutdown timeout, which the
   signal handler enforces), the frontier is committed.
 
@@ -47,6 +50,9 @@ logger = logging.getLogger(__name__)
 #: How long a worker thread waits for a message before it checks whether to stop.
 TAKE_TIMEOUT_SEC = 0.25
 
+#: How long to wait for a partition's committed offset when it must be read again after a rebalance.
+COMMITTED_TIMEOUT_SEC = 10.0
+
 
 class ParallelLoop:
     """The poll loop and worker threads of one consumer with concurrency above 1."""
@@ -64,6 +70,7 @@ class ParallelLoop:
         self._finished_at_commit = 0  # ``_finished`` when the frontier was last committed
         self._last_commit = time.monotonic()
         self._threads: list[threading.Thread] = []
+        self._moved_during_fetch: set[TopicPartition] | None = None  # revoked or lost while fetching
 
     # -- the poll loop (main thread) -------------------------------------------------------------
 
@@ -99,7 +106,6 @@ class ParallelLoop:
 
     def _poll_until_stopped(self) -> int:
         owner = self.owner
-        settings = owner.settings
         last_beat = -1
         while not owner._stop.is_set():
             if owner._refusals.reason is not None:
@@ -109,8 +115,7 @@ class ParallelLoop:
                 return EXIT_FATAL
             if self.too_many_errors:
                 break
-            for message in owner._next_batch(settings.consumer_batch_size, settings.consumer_poll_timeout,
-                                             wake=self._commit_due):
+            for message in self._fetch():
                 self._take_in(message)
             self._apply_backpressure()
             if self._commit_due():
@@ -127,6 +132,57 @@ class ParallelLoop:
             logger.error("Too many consecutive errors, exiting (%d in a row)", owner._errors.count)
             return EXIT_TOO_MANY_ERRORS
         return EXIT_FATAL if owner._fatal_error is not None else EXIT_OK
+
+    def _fetch(self) -> list[Any]:
+        """The next batch, less the messages of partitions revoked or lost while it was fetched."""
+        settings = self.owner.settings
+        self._moved_during_fetch = set()
+        try:
+            batch = self.owner._next_batch(settings.consumer_batch_size, settings.consumer_poll_timeout,
+                                           wake=self._commit_due)
+            moved = self._moved_during_fetch
+        finally:
+            self._moved_during_fetch = None
+        return self._leave_out(batch, moved) if moved else batch
+
+    def _leave_out(self, batch: list[Any], moved: set[TopicPartition]) -> list[Any]:
+        """Drop ``moved`` partitions' messages (they may predate the rebalance); re-read those assigned again.
+
+        Taken in, a message of the old assignment would count as the first of the new one: processed
+        twice (the new assignment re-fetches it from the committed offset) and, done first, it would
+        let the commit jump over the messages before it.
+        """
+        kept, dropped = [], 0
+        for message in batch:
+            if message.error() is None and (message.topic(), message.partition()) in moved:
+                dropped += 1
+            else:
+                kept.append(message)
+        if dropped:
+            again = sorted(moved & {(tp.topic, tp.partition) for tp in self.owner.client.assignment()})
+            logger.info("Left out %d messages fetched before partitions %s were revoked; reading %s again from "
+                        "the committed offsets", dropped, sorted(p for _, p in moved), [p for _, p in again])
+            if again:
+                self._read_again_from_committed(again)
+        return kept
+
+    def _read_again_from_committed(self, partitions: list[TopicPartition]) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, KafkaException
+        from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+        client = self.owner.client
+        from_start = str(self.owner.client_config.get("auto.offset.reset", "latest")).lower() in {
+            "smallest", "earliest", "beginning"}
+        committed = client.committed([KafkaTopicPartition(topic, number) for topic, number in partitions],
+                                     timeout=COMMITTED_TIMEOUT_SEC)
+        for position in committed:
+            if position.offset < 0 and not from_start:
+                continue  # no commit, starting at the end: where the new assignment starts is right
+            offset = position.offset if position.offset >= 0 else OFFSET_BEGINNING
+            try:
+                client.seek(KafkaTopicPartition(position.topic, position.partition, offset))
+            except KafkaException:
+                pass  # not fetching yet: it starts from the committed offset by itself
 
     def _take_in(self, message: Any) -> None:
         owner = self.owner
@@ -205,6 +261,8 @@ class ParallelLoop:
     def revoked(self, partitions: list[Any]) -> None:
         """Stop starting the partitions' messages, let running ones finish (bounded), commit, forget them."""
         revoked = {(p.topic, p.partition) for p in partitions}
+        if self._moved_during_fetch is not None:
+            self._moved_during_fetch.update(revoked)
         running = self.lanes.drop_partitions(revoked)
         timeout = self.owner.settings.worker_shutdown_timeout_sec
         if running and not self.lanes.wait_until_idle(running, timeout):
@@ -219,6 +277,8 @@ class ParallelLoop:
     def lost(self, partitions: list[Any]) -> None:
         """Partitions taken away without a revocation: drop and forget them, commit nothing."""
         lost = {(p.topic, p.partition) for p in partitions}
+        if self._moved_during_fetch is not None:
+            self._moved_during_fetch.update(lost)
         self.lanes.drop_partitions(lost)
         self.frontier.forget(list(lost))
 
