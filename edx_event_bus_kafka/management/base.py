@@ -32,23 +32,12 @@ class EventBusCommand(BaseCommand):
         return parser
 
     def run_from_argv(self, argv: list[str]) -> None:
-        """Django's, plus Ctrl-C: a short line and status 130 instead of a ``KeyboardInterrupt`` traceback.
-
-        A Ctrl-C that a Kafka client call turned into its own error (see ``interrupts``) still ends so.
-        """
-        from edx_event_bus_kafka.internal.runtime.interrupts import interrupted, noticing_interrupts
-
-        with noticing_interrupts():
-            try:
-                super().run_from_argv(argv)
-            except KeyboardInterrupt:
-                self.stderr.write("Interrupted")
-                sys.exit(EXIT_INTERRUPTED)
-            except SystemExit as exit_:
-                if exit_.code in (0, None) or not interrupted():
-                    raise
-                self.stderr.write("Interrupted")
-                sys.exit(EXIT_INTERRUPTED)
+        """Django's, plus Ctrl-C: a short line and status 130 instead of a ``KeyboardInterrupt`` traceback."""
+        try:
+            super().run_from_argv(argv)
+        except KeyboardInterrupt:
+            self.stderr.write("Interrupted")
+            sys.exit(EXIT_INTERRUPTED)
 
     def execute(self, *args: Any, **options: Any) -> Any:
         """Django's, with a missing broker setting and raw Kafka client errors turned into one-line errors."""

@@ -28,7 +28,6 @@ from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch
 from edx_event_bus_kafka.internal.produce import shutdown
 from edx_event_bus_kafka.internal.produce.delivery import DeliveryRecorder, OutgoingEvent, PendingEvent, ProducerStats
 from edx_event_bus_kafka.internal.runtime.audit import PRODUCER_LOGGER
-from edx_event_bus_kafka.internal.runtime.interrupts import raise_if_interrupted
 from edx_event_bus_kafka.internal.runtime.log_repeats import log_collapsed
 from edx_event_bus_kafka.internal.settings.clients import get_full_topic, producer_client_config
 from edx_event_bus_kafka.internal.settings.declarations import EventBusSettings, get_settings, on_settings_changed
@@ -187,7 +186,6 @@ class KafkaEventProducer(EventBusProducer):
             remaining = int(self.client.flush(max(0.0, min(FLUSH_SLICE_SEC, deadline - time.monotonic()))))
             if not remaining or self.refusals.reason is not None or time.monotonic() >= deadline:
                 return remaining
-            raise_if_interrupted()  # before waiting more: a Ctrl-C the client's callbacks swallowed (commands)
 
     def close(self, timeout: float | None = None) -> int:
         """Flush (see ``prepare_for_shutdown``) and stop the polling thread."""
