@@ -29,6 +29,17 @@ def manage(*argv: str, timeout: float = 60, **env: str) -> tuple[int, str, float
     return result.returncode, result.stdout + result.stderr, time.monotonic() - started
 
 
+def with_sigint_as_at_a_terminal(argv: list[str]) -> list[str]:
+    """``argv`` run with SIGINT's default action, whatever this process inherited.
+
+    A shell without job control starts background jobs with SIGINT ignored (CI scripts run like
+    that), and children inherit it: Ctrl-C would not reach them. The action is reset, then ``argv``
+    exec'ed (an exec keeps the default action).
+    """
+    reset = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+    return [sys.executable, "-c", reset, *argv]
+
+
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -94,8 +105,9 @@ def test_ctrl_c__exits_130_without_a_traceback(tmp_path):
     output = tmp_path / "status.out"
     environment = {**os.environ, "EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{closed_port()}"}
     with open(output, "wb") as out:
-        process = subprocess.Popen([sys.executable, "manage.py", "event_bus_status", "-t", "t", "-g", "g",
-                                    "--no-outbox"], cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT)
+        argv = [sys.executable, "manage.py", "event_bus_status", "-t", "t", "-g", "g", "--no-outbox"]
+        process = subprocess.Popen(with_sigint_as_at_a_terminal(argv), cwd=ROOT, env=environment, stdout=out,
+                                   stderr=subprocess.STDOUT)
     from edx_event_bus_kafka.testing import wait_for
 
     wait_for(lambda: "Connect to" in output.read_text(), timeout=30, what="the command to be waiting for the broker")
@@ -129,7 +141,8 @@ def test_produce_event_ctrl_c_while_waiting_for_an_unreachable_broker__exits_130
             "--key-field", "user.pii.username", "--timeout", "60", "--data",
             '{"user": {"id": 1, "is_active": true, "pii": {"username": "u", "email": "u@example.com", "name": "U"}}}']
     with open(output, "wb") as out:
-        process = subprocess.Popen(argv, cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(with_sigint_as_at_a_terminal(argv), cwd=ROOT, env=environment, stdout=out,
+                                   stderr=subprocess.STDOUT)
     wait_for(lambda: "Connect to" in output.read_text(), timeout=30, what="the command to be waiting for the broker")
     interrupted = time.monotonic()
     process.send_signal(signal.SIGINT)
