@@ -409,3 +409,38 @@ def test_rebalance_served_after_a_message_was_fetched__that_message_is_not_proce
     assert rebalanced == [committed_before], "the message came from poll() and a rebalance followed"
     handled = [str(call["metadata"].id) for call in receiver.calls]
     assert sorted(handled) == sorted(str(metadata.id) for metadata in sent), "each event once"
+
+
+def test_rebalance_served_after_a_message_was_fetched__committed_offset_unreadable__worker_stops_with_1(
+    bus, topic, receiver, monkeypatch, logs,
+):
+    """If the partition's committed offset cannot be read, going on would skip what was left out: exit 1 instead."""
+    from edx_event_bus_kafka.internal.consume import parallel
+    from edx_event_bus_kafka.testing.memory.consumer import MemoryConsumer
+
+    monkeypatch.setattr(parallel, "COMMITTED_TIMEOUT_SEC", 0.1)
+    original_poll = MemoryConsumer.poll
+
+    def poll_then_rebalance_and_outage(self, timeout=-1):
+        message = original_poll(self, timeout)
+        if message is not None and message.error() is None and not bus.down:
+            with self.kafka.lock:
+                self._group().rebalance()
+            bus.go_down()
+        return message
+
+    monkeypatch.setattr(MemoryConsumer, "poll", poll_then_rebalance_and_outage)
+    consumer, result = KafkaEventConsumer(topic, "group"), []
+    thread = threading.Thread(target=lambda: result.append(consumer.run()))
+    thread.start()
+    try:
+        wait_for(lambda: consumer.consumer is not None and bus.assignment(consumer.consumer), timeout=10,
+                 what="the partitions to be assigned")
+        send(bus, topic, 1, partition=0)  # arrives while the worker polls
+        thread.join(20)
+    finally:
+        consumer.stop()
+        thread.join(10)
+    assert result == [EXIT_FATAL]
+    assert "Could not read the committed offsets of partitions [0] to read them again" in logs.text
+    assert receiver.calls == [] and bus.committed("group", topic) == {}

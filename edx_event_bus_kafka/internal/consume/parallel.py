@@ -152,16 +152,18 @@ class ParallelLoop:
         twice (the new assignment re-fetches it from the committed offset) and, done first, it would
         let the commit jump over the messages before it.
         """
-        kept, dropped = [], 0
+        kept, dropped, emptied = [], 0, set()
         for message in batch:
-            if message.error() is None and (message.topic(), message.partition()) in moved:
+            partition = (message.topic(), message.partition())
+            if message.error() is None and partition in moved:
                 dropped += 1
+                emptied.add(partition)
             else:
                 kept.append(message)
         if dropped:
-            again = sorted(moved & {(tp.topic, tp.partition) for tp in self.owner.client.assignment()})
-            logger.info("Left out %d messages fetched before partitions %s were revoked; reading %s again from "
-                        "the committed offsets", dropped, sorted(p for _, p in moved), [p for _, p in again])
+            again = sorted(emptied & {(tp.topic, tp.partition) for tp in self.owner.client.assignment()})
+            logger.info("Left out %d messages of partitions %s fetched before a rebalance; reading %s again from "
+                        "the committed offsets", dropped, sorted(p for _, p in emptied), [p for _, p in again])
             if again:
                 self._read_again_from_committed(again)
         return kept
@@ -173,8 +175,16 @@ class ParallelLoop:
         client = self.owner.client
         from_start = str(self.owner.client_config.get("auto.offset.reset", "latest")).lower() in {
             "smallest", "earliest", "beginning"}
-        committed = client.committed([KafkaTopicPartition(topic, number) for topic, number in partitions],
-                                     timeout=COMMITTED_TIMEOUT_SEC)
+        try:
+            committed = client.committed([KafkaTopicPartition(topic, number) for topic, number in partitions],
+                                         timeout=COMMITTED_TIMEOUT_SEC)
+        except KafkaException as error:
+            # Going on would skip what was left out; a restarted worker reads it from the committed offset.
+            logger.error("Could not read the committed offsets of partitions %s to read them again (%s); stopping",
+                         [number for _, number in partitions], error)
+            self.owner._fatal_error = error.args[0] if error.args else error
+            self.owner._stop.set()
+            return
         for position in committed:
             if position.offset < 0 and not from_start:
                 continue  # no commit, starting at the end: where the new assignment starts is right
