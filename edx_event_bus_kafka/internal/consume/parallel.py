@@ -40,6 +40,7 @@ from edx_event_bus_kafka.internal.consume.work_cycle import prepare_for_new_work
 from edx_event_bus_kafka.internal.kafka.commits import positions
 from edx_event_bus_kafka.internal.runtime import monitoring
 from edx_event_bus_kafka.internal.runtime.worker import EXIT_CONFIG, EXIT_FATAL, EXIT_OK, EXIT_TOO_MANY_ERRORS
+from edx_event_bus_kafka.internal.settings.clients import OFFSET_RESET_FROM_BEGINNING
 from edx_event_bus_kafka.internal.wire.decode import decode_message
 
 if TYPE_CHECKING:
@@ -173,8 +174,8 @@ class ParallelLoop:
         from confluent_kafka import TopicPartition as KafkaTopicPartition
 
         client = self.owner.client
-        from_start = str(self.owner.client_config.get("auto.offset.reset", "latest")).lower() in {
-            "smallest", "earliest", "beginning"}
+        from_start = str(self.owner.client_config.get("auto.offset.reset", "latest")).lower() \
+            in OFFSET_RESET_FROM_BEGINNING
         try:
             committed = client.committed([KafkaTopicPartition(topic, number) for topic, number in partitions],
                                          timeout=COMMITTED_TIMEOUT_SEC)

@@ -21,7 +21,12 @@ from edx_event_bus_kafka.internal.errors import GroupActiveError, OffsetResetErr
 from edx_event_bus_kafka.internal.kafka.clients import new_admin
 from edx_event_bus_kafka.internal.kafka.protocols import AdminClientLike
 from edx_event_bus_kafka.internal.kafka.refusals import RefusalWatch, list_topics_watched
-from edx_event_bus_kafka.internal.settings.clients import admin_client_config, consumer_client_config, get_full_topic
+from edx_event_bus_kafka.internal.settings.clients import (
+    OFFSET_RESET_FROM_BEGINNING,
+    admin_client_config,
+    consumer_client_config,
+    get_full_topic,
+)
 from edx_event_bus_kafka.internal.settings.declarations import EventBusSettings, get_settings
 
 __all__ = ["TIMEOUT_SEC", "Member", "PartitionPlan", "ResetPlan", "ResetTarget", "execute_reset", "plan_reset"]
@@ -31,8 +36,6 @@ TIMEOUT_SEC = 10.0
 
 TargetKind = Literal["datetime", "earliest", "latest", "shift", "offset"]
 
-# auto.offset.reset values (librdkafka's spellings) that start a group without commits at the beginning.
-_FROM_BEGINNING = {"smallest", "earliest", "beginning"}
 
 # Commit errors that mean a member joined the group between planning and committing.
 _GROUP_BECAME_ACTIVE = {"UNKNOWN_MEMBER_ID", "ILLEGAL_GENERATION", "REBALANCE_IN_PROGRESS", "FENCED_INSTANCE_ID",
@@ -188,7 +191,7 @@ def plan_reset(topic: str, group: str, target: ResetTarget, *, partitions: list[
                            f"offsets of {target.when.isoformat()}")
     state, members = _describe_group(admin, group, timeout, watch)
     starts_at_beginning = str(consumer_client_config(group, settings).get("auto.offset.reset", "latest")).lower() \
-        in _FROM_BEGINNING
+        in OFFSET_RESET_FROM_BEGINNING
     rows = []
     for number in chosen:
         entry = committed.get(number)

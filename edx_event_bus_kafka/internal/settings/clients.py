@@ -18,6 +18,9 @@ from edx_event_bus_kafka.internal.settings.declarations import EventBusSettings,
 
 # librdkafka's own log lines go to Python logging under this name instead of raw stderr, with
 # repeats (a failed reconnect, several times a second) collapsed.
+#: ``auto.offset.reset`` values (librdkafka's spellings) that start a group without commits at the beginning.
+OFFSET_RESET_FROM_BEGINNING = frozenset({"smallest", "earliest", "beginning"})
+
 LIBRDKAFKA_LOGGER = logging.getLogger("edx_event_bus_kafka.librdkafka")
 LIBRDKAFKA_LOGGER.addFilter(RepeatFilter())
 
